@@ -1,0 +1,108 @@
+"""``medgate train`` and ``medgate list``: the recipe and the zoo outside pytest."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+import medgate.backends  # noqa: F401  (registers the built-in backends)
+from medgate.config import comma_list, default_cache_dir, model_paths, thread_count
+from medgate.data import DatasetError, load_dataset
+from medgate.matrix import select_models
+from medgate.registry import get_spec, list_backends
+from medgate.training import CheckpointError, ensure_checkpoint, load_trained, split_accuracy
+
+
+def _import_zoo(modules: Sequence[str]) -> None:
+    sys.path.insert(0, str(Path.cwd()))
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    datasets = model_paths(args.dataset or [])
+    rows = []
+    for name in select_models(args.models):
+        spec = get_spec(name)
+        if spec.weights_from is not None:
+            print(f"medgate: {name} uses the weights of {spec.weights_from}", file=sys.stderr)
+            continue
+        source = datasets.get(name) or spec.dataset.materialize(args.cache_dir)
+        dataset = load_dataset(source, spec.num_classes, spec.classes)
+        started = time.perf_counter()
+        result = ensure_checkpoint(spec, dataset, args.cache_dir)
+        seconds = time.perf_counter() - started
+        model = load_trained(spec, result.path)
+        accuracy = {
+            size: split_accuracy(model, spec, dataset, "test", size) for size in spec.input_sizes
+        }
+        rows.append(
+            [
+                name,
+                dataset.source.name,
+                spec.train.train_size,
+                f"{seconds:.0f} s" if result.trained_now else "cached",
+                "  ".join(f"{size}px {acc:.1%}" for size, acc in accuracy.items()),
+                result.path.name,
+            ]
+        )
+    headers = ["model", "dataset", "trained at", "training", "test accuracy", "checkpoint"]
+    print(tabulate(rows, headers=headers))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in select_models(args.models or ("*",)):
+        spec = get_spec(name)
+        rows.append(
+            [
+                name,
+                len(spec.classes),
+                spec.positive_class,
+                ",".join(map(str, spec.input_sizes)),
+                spec.in_chans,
+                spec.dataset.name,
+                "yes" if spec.in_default_matrix else "no",
+            ]
+        )
+    headers = ["model", "classes", "positive", "sizes", "chans", "bundled data", "default"]
+    print(tabulate(rows, headers=headers))
+    print(f"\nbackends: {', '.join(list_backends())}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medgate", description=__doc__)
+    parser.add_argument(
+        "--zoo", type=comma_list, default=("models",), help="modules that register models"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train (or find cached) checkpoints")
+    train.add_argument("--models", type=comma_list, default=(), help="model globs")
+    train.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    train.add_argument("--threads", type=thread_count, default=thread_count("0"))
+    train.add_argument("--dataset", action="append", help="MODEL=PATH (.npz or ImageFolder)")
+    train.set_defaults(run=_train)
+    listing = commands.add_parser("list", help="the registered models and backends")
+    listing.add_argument("--models", type=comma_list, default=(), help="model globs")
+    listing.set_defaults(run=_list)
+    args = parser.parse_args(argv)
+    _import_zoo(args.zoo)
+    try:
+        return int(args.run(args))
+    except (DatasetError, CheckpointError, argparse.ArgumentTypeError) as error:
+        print(f"medgate: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

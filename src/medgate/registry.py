@@ -1,0 +1,191 @@
+"""The two registries: models (builder + frozen spec) and backends.
+
+Registration is by decorator from the module that defines the thing, so adding a model or a
+backend is one file; ``list_models`` / ``list_backends`` drive the matrix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medgate.backends.base import Backend
+    from medgate.data import SyntheticRecipe
+    from medgate.training import TrainRecipe
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that is not registered; the message lists the close matches."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the gate needs to know about a model besides its architecture.
+
+    ``in_chans`` is what the network takes: grayscale data is replicated to 3 channels for
+    ImageNet-style backbones and fed as 1 channel to the custom CNNs.
+    """
+
+    name: str
+    task: str
+    classes: tuple[str, ...]
+    positive_class: str
+    input_sizes: tuple[int, ...]
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dataset: SyntheticRecipe
+    train: TrainRecipe
+    smoke_size: int | None = None
+    in_default_matrix: bool = True
+    weights_from: str | None = None
+    notes: str = ""
+    license: str = "MIT (architecture: torchvision BSD-3-Clause where used)"
+
+    def __post_init__(self) -> None:
+        if self.positive_class not in self.classes:
+            raise ValueError(
+                f"model {self.name!r}: positive_class {self.positive_class!r} is not one of "
+                f"its classes {self.classes}"
+            )
+        if not self.input_sizes:
+            raise ValueError(f"model {self.name!r}: input_sizes must name at least one size")
+        if self.smoke_size is not None and self.smoke_size not in self.input_sizes:
+            raise ValueError(
+                f"model {self.name!r}: smoke_size {self.smoke_size} is not one of its "
+                f"input_sizes {self.input_sizes}"
+            )
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(
+                f"model {self.name!r}: mean/std need one value per input channel "
+                f"(in_chans={self.in_chans})"
+            )
+        if len(self.dataset.classes) != len(self.classes):
+            raise ValueError(
+                f"model {self.name!r}: its dataset {self.dataset.name!r} has "
+                f"{len(self.dataset.classes)} classes, the model {len(self.classes)}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def positive_index(self) -> int:
+        return self.classes.index(self.positive_class)
+
+    @property
+    def largest_size(self) -> int:
+        return max(self.input_sizes)
+
+    @property
+    def default_smoke_size(self) -> int:
+        return self.smoke_size if self.smoke_size is not None else min(self.input_sizes)
+
+    @property
+    def checkpoint_owner(self) -> str:
+        """The model whose trained weights this one loads (itself unless ``weights_from``)."""
+        return self.weights_from or self.name
+
+
+ModelBuilder = Callable[[], "nn.Module"]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    spec: ModelSpec
+    builder: ModelBuilder
+
+
+@dataclass
+class Registry(Generic[T]):
+    kind: str
+    entries: dict[str, T] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, entry: T, origin: str) -> None:
+        # Re-importing the same definition (pytester, importlib.reload) replaces it; a second,
+        # different definition under one name is a mistake worth stopping for.
+        if name in self.entries and self.origins[name] != origin:
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered by {self.origins[name]}; "
+                f"{origin} registers it again: rename one of them"
+            )
+        self.entries[name] = entry
+        self.origins[name] = origin
+
+    def get(self, name: str) -> T:
+        try:
+            return self.entries[name]
+        except KeyError:
+            prefixed = [known for known in sorted(self.entries) if known.startswith(name)]
+            close = prefixed[:3] or difflib.get_close_matches(name, self.entries, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            known = ", ".join(sorted(self.entries)) or "none"
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{hint} (registered: {known})"
+            ) from None
+
+    def names(self, patterns: Iterable[str] = ("*",)) -> list[str]:
+        wanted = list(patterns)
+        return sorted(n for n in self.entries if any(fnmatch.fnmatchcase(n, p) for p in wanted))
+
+
+_MODELS: Registry[RegisteredModel] = Registry("model")
+_BACKENDS: Registry[Backend] = Registry("backend")
+
+
+def _origin(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+
+
+def register_model(spec: ModelSpec) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register ``builder`` (no arguments, returns an untrained module) under ``spec.name``."""
+
+    def decorate(builder: ModelBuilder) -> ModelBuilder:
+        _MODELS.add(spec.name, RegisteredModel(spec, builder), _origin(builder))
+        return builder
+
+    return decorate
+
+
+def create_model(name: str) -> nn.Module:
+    """Build the (untrained) architecture of a registered model."""
+    return _MODELS.get(name).builder()
+
+
+def get_spec(name: str) -> ModelSpec:
+    return _MODELS.get(name).spec
+
+
+def list_models(pattern: str | Iterable[str] = "*") -> list[str]:
+    """Registered model names matching a glob (or any of several globs), sorted."""
+    return _MODELS.names([pattern] if isinstance(pattern, str) else pattern)
+
+
+BackendClass = TypeVar("BackendClass", bound="type[Backend]")
+
+
+def register_backend(cls: BackendClass) -> BackendClass:
+    """Class decorator: register one instance of a ``Backend`` subclass under ``cls.name``."""
+    _BACKENDS.add(cls.name, cls(), _origin(cls))
+    return cls
+
+
+def get_backend(name: str) -> Backend:
+    return _BACKENDS.get(name)
+
+
+def list_backends(pattern: str | Iterable[str] = "*") -> list[str]:
+    return _BACKENDS.names([pattern] if isinstance(pattern, str) else pattern)

@@ -1,0 +1,229 @@
+"""The project's own training recipe, and the checkpoint cache it fills.
+
+Latency must be measured on trained weights (random-init BatchNorm drives activations into
+denormals), and nothing may be downloaded, so every zoo model is trained here, on CPU, from its
+dataset. Checkpoints are cached under a key of everything that determines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from medgate.data import Dataset, atomic_write_bytes, preprocess
+from medgate.registry import ModelSpec, create_model
+
+RECIPE_FORMAT = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Hyper-parameters of the CPU training recipe. ``train_size`` is the input size trained at."""
+
+    train_size: int
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    min_crop_scale: float = 0.8
+    hflip: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    trained_now: bool
+    meta: dict[str, Any]
+
+
+def checkpoint_key(spec: ModelSpec, dataset: Dataset) -> str:
+    model = create_model(spec.name)
+    architecture = [(name, tuple(p.shape)) for name, p in model.state_dict().items()]
+    fields = {
+        "format": RECIPE_FORMAT,
+        "model": spec.name,
+        "architecture": architecture,
+        "in_chans": spec.in_chans,
+        "mean": spec.mean,
+        "std": spec.std,
+        "dataset_sha256": dataset.sha256,
+        "recipe": asdict(spec.train),
+        "torch": ".".join(torch.__version__.split(".")[:2]),
+    }
+    text = json.dumps(fields, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(spec: ModelSpec, dataset: Dataset, cache_dir: Path) -> Path:
+    return cache_dir / "checkpoints" / f"{spec.name}-{checkpoint_key(spec, dataset)}.pt"
+
+
+def ensure_checkpoint(
+    spec: ModelSpec, dataset: Dataset, cache_dir: Path, stream: IO[str] | None = None
+) -> TrainResult:
+    """Return the cached checkpoint for ``spec`` on ``dataset``, training it if missing."""
+    path = checkpoint_path(spec, dataset, cache_dir)
+    if path.exists():
+        return TrainResult(path=path, trained_now=False, meta=read_checkpoint(path)[1])
+    model, meta = train(spec, dataset, stream=stream)
+    meta["dataset_sha256"] = dataset.sha256
+    meta["dataset_source"] = str(dataset.source)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return TrainResult(path=path, trained_now=True, meta=meta)
+
+
+@contextmanager
+def _deterministic(seed: int) -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def train(
+    spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``spec``'s architecture from a seeded init with ``spec.train``.
+
+    Returns the model in eval mode and metadata including its split accuracies.
+    """
+    recipe = spec.train
+    train_split = dataset.split("train")
+    inputs = preprocess(train_split.images, recipe.train_size, spec.mean, spec.std, spec.in_chans)
+    # channels_last trains 15-30 % faster on this CPU (oneDNN); the state dict is unaffected.
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    labels = torch.from_numpy(train_split.labels)
+    steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
+    with _deterministic(recipe.seed):
+        model = create_model(spec.name).to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch
+        )
+        progress = tqdm(
+            total=recipe.epochs * steps_per_epoch,
+            desc=f"medgate: train {spec.name}@{recipe.train_size}",
+            unit="step",
+            file=stream or sys.stderr,
+            mininterval=1.0 if (stream or sys.stderr).isatty() else 15.0,
+        )
+        model.train()
+        with progress:
+            for _ in range(recipe.epochs):
+                order = torch.randperm(len(labels))
+                for start in range(0, len(labels), recipe.batch_size):
+                    index = order[start : start + recipe.batch_size]
+                    batch = _augment(inputs[index], recipe)
+                    loss = F.cross_entropy(model(batch), labels[index])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                    progress.update()
+    model.to(memory_format=torch.contiguous_format).eval()
+    meta: dict[str, Any] = {"model": spec.name, "recipe": asdict(recipe)}
+    for split in ("val", "test"):
+        if split in dataset.splits:
+            meta[f"{split}_accuracy"] = split_accuracy(model, spec, dataset, split)
+    return model, meta
+
+
+def _augment(batch: torch.Tensor, recipe: TrainRecipe) -> torch.Tensor:
+    if recipe.hflip and torch.rand(()) < 0.5:
+        batch = batch.flip(-1)
+    scale = float(torch.empty(()).uniform_(recipe.min_crop_scale, 1.0))
+    size = batch.shape[-1]
+    crop = max(8, round(size * math.sqrt(scale)))
+    if crop < size:
+        top, left = (int(torch.randint(0, size - crop + 1, ())) for _ in range(2))
+        batch = batch[..., top : top + crop, left : left + crop]
+        batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False)
+    return batch
+
+
+@torch.inference_mode()
+def split_accuracy(
+    model: nn.Module, spec: ModelSpec, dataset: Dataset, split: str, size: int | None = None
+) -> float:
+    data = dataset.split(split)
+    size = size or spec.train.train_size
+    correct = 0
+    for start in range(0, len(data), 64):
+        batch = preprocess(
+            data.images[start : start + 64], size, spec.mean, spec.std, spec.in_chans
+        )
+        predicted = model(batch).argmax(dim=1)
+        correct += int((predicted == torch.from_numpy(data.labels[start : start + 64])).sum())
+    return correct / len(data)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``{"state_dict": ..., "meta": ...}`` or a bare state dict, with ``weights_only``."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: checkpoint not found; train it with `medgate train` or fix the path"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: cannot be loaded with torch.load(weights_only=True) "
+            f"({_essence(error)}); save a state_dict (torch.save(model.state_dict(), path)), "
+            "not a pickled module"
+        ) from error
+    if isinstance(payload, dict) and "state_dict" in payload:
+        return payload["state_dict"], dict(payload.get("meta", {}))
+    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return payload, {}
+    raise CheckpointError(
+        f"{path}: holds {type(payload).__name__}, not a state_dict; save "
+        "model.state_dict() or {'state_dict': ..., 'meta': {...}}"
+    )
+
+
+def _essence(error: Exception) -> str:
+    """torch's unpickling errors run to a page; the line naming the offending global is enough."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "Unsupported global" in line]
+    return (named or lines or [type(error).__name__])[0]
+
+
+def load_trained(spec: ModelSpec, path: Path) -> nn.Module:
+    """The architecture of ``spec`` with the weights of ``path``, in eval mode."""
+    state_dict, _ = read_checkpoint(path)
+    model = create_model(spec.name)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: does not fit model {spec.name!r}: {str(error).splitlines()[0]} ... "
+            "point the model at a checkpoint of the same architecture"
+        ) from error
+    return model.eval()
