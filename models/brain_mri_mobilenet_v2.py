@@ -1,0 +1,35 @@
+"""The brain-MRI seed: MobileNetV2 features + a logistic-regression head, 4 tumour classes.
+
+2.2 M parameters and ~300 MMac at 224 px, as the seed. Grayscale slices are replicated to the
+3 channels the backbone takes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models import mobilenet_v2
+
+from fixtures import brain_mri
+from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
+
+SPEC = ModelSpec(
+    name="brain_mri_mobilenet_v2",
+    task="brain tumour type from an axial MRI slice",
+    classes=brain_mri.CLASSES,
+    positive_class="glioma",
+    input_sizes=(224, 192, 160),
+    in_chans=3,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.25, 0.25, 0.25),
+    dataset=brain_mri.RECIPE,
+    train=TrainRecipe(train_size=112, epochs=4),
+    notes="trained at 112 px on CPU to keep the recipe in minutes; evaluated at 160-224 px",
+)
+
+
+@register_model(SPEC)
+def brain_mri_mobilenet_v2() -> nn.Module:
+    backbone = mobilenet_v2(weights=None)
+    features = nn.Sequential(backbone.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    head = nn.Sequential(nn.Dropout(0.2), nn.Linear(backbone.last_channel, len(SPEC.classes)))
+    return StagedClassifier(features, head)

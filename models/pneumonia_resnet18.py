@@ -1,0 +1,86 @@
+"""The pneumonia seed: ResNet-18, normal vs pneumonia (the positive class).
+
+Also registers the seed's pathological variant, which took 64 px inputs and upsampled them to
+224 px inside ``forward()``: same weights, ~12x the compute for no new information. It sits in the
+matrix beside the native-64 model so the cost of that choice is measured, not argued.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+
+from fixtures import chest_xray
+from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
+
+SPEC = ModelSpec(
+    name="pneumonia_resnet18",
+    task="pneumonia from a frontal chest radiograph",
+    classes=chest_xray.CLASSES,
+    positive_class="pneumonia",
+    input_sizes=(224, 128, 64),
+    in_chans=3,
+    mean=(0.4, 0.4, 0.4),
+    std=(0.25, 0.25, 0.25),
+    dataset=chest_xray.RECIPE,
+    train=TrainRecipe(train_size=64, epochs=3),
+    smoke_size=64,
+)
+
+UPSAMPLE_SPEC = ModelSpec(
+    name="pneumonia_resnet18_upsample224",
+    task=SPEC.task + " (the seed's variant that upsamples 64 -> 224 in forward)",
+    classes=SPEC.classes,
+    positive_class=SPEC.positive_class,
+    input_sizes=(64,),
+    in_chans=SPEC.in_chans,
+    mean=SPEC.mean,
+    std=SPEC.std,
+    dataset=SPEC.dataset,
+    train=SPEC.train,
+    weights_from=SPEC.name,
+)
+
+
+def _staged_resnet18() -> StagedClassifier:
+    backbone = resnet18(weights=None, num_classes=len(SPEC.classes))
+    head = backbone.fc
+    backbone.fc = nn.Identity()
+    return StagedClassifier(backbone, head)
+
+
+class UpsampleFeatures(nn.Module):
+    def __init__(self, inner: nn.Module, size: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.inner(x)
+
+
+class UpsampledResNet18(StagedClassifier):
+    """Keeps ``features.inner`` / ``head`` keys loadable from the native model's checkpoint."""
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):  # type: ignore[no-untyped-def]
+        renamed = {
+            key.replace("features.", "features.inner.", 1)
+            if key.startswith("features.")
+            else key: value
+            for key, value in state_dict.items()
+        }
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
+
+
+@register_model(SPEC)
+def pneumonia_resnet18() -> nn.Module:
+    return _staged_resnet18()
+
+
+@register_model(UPSAMPLE_SPEC)
+def pneumonia_resnet18_upsample224() -> nn.Module:
+    native = _staged_resnet18()
+    return UpsampledResNet18(UpsampleFeatures(native.features, 224), native.head)
