@@ -1,0 +1,46 @@
+"""Timing one case with pytest-benchmark: warm-up, synchronization, ``extra_info``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from medgate.backends.base import Session
+from medgate.facts import ModelFacts
+from medgate.matrix import Case
+
+
+def time_case(
+    benchmark: Any, case: Case, session: Session, inputs: torch.Tensor, facts: ModelFacts
+) -> None:
+    """Time ``session.run`` on ``inputs`` (a preprocessed batch); preprocessing is excluded."""
+    placed = session.place(inputs)
+    for _ in range(session.warmup_calls):
+        session.run(placed)
+    session.synchronize()
+    if case.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step() -> None:
+        session.run(placed)
+        session.synchronize()
+
+    benchmark.group = f"{case.model} {case.input_size}px bs{case.batch} {case.device}"
+    benchmark.extra_info.update(
+        {
+            "model": case.model,
+            "backend": case.backend,
+            "precision": case.precision,
+            "input_size": case.input_size,
+            "batch": case.batch,
+            "device": case.device,
+            "params": facts.params,
+            "param_bytes": facts.param_bytes,
+            "flops_per_sample": facts.flops_per_sample,
+            "artifact_bytes": session.artifact_bytes,
+        }
+    )
+    benchmark(step)
+    if case.device == "cuda":
+        benchmark.extra_info["cuda_max_memory_allocated"] = torch.cuda.max_memory_allocated()

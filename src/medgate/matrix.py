@@ -1,0 +1,150 @@
+"""The matrix: one ``Case`` per model x backend x precision x input size x batch x device, and
+what cannot run, as data."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import torch
+
+from medgate.precision import PRECISIONS
+from medgate.registry import (
+    UnknownNameError,
+    get_backend,
+    get_spec,
+    list_backends,
+    list_models,
+)
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    model: str
+    backend: str
+    precision: str
+    input_size: int
+    batch: int
+    device: str
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.model}-{self.backend}-{self.precision}-{self.input_size}"
+            f"-bs{self.batch}-{self.device}"
+        )
+
+    @property
+    def session_key(self) -> tuple[str, str, str, int, str]:
+        """Cases that differ only in batch share one prepared backend session."""
+        return (self.model, self.backend, self.precision, self.input_size, self.device)
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A combination that cannot run; fields are globs, ``reason`` is shown on the skip."""
+
+    reason: str
+    backend: str = "*"
+    precision: str = "*"
+    device: str = "*"
+
+    def matches(self, case: Case) -> bool:
+        return (
+            fnmatch.fnmatchcase(case.backend, self.backend)
+            and fnmatch.fnmatchcase(case.precision, self.precision)
+            and fnmatch.fnmatchcase(case.device, self.device)
+        )
+
+
+UNSUPPORTED: tuple[Unsupported, ...] = (
+    Unsupported(
+        backend="onnxruntime",
+        device="cuda",
+        reason="the onnxruntime backend runs the CPU execution provider only",
+    ),
+)
+
+
+def skip_reason(case: Case) -> str | None:
+    """Why ``case`` cannot run here, or None. Table first, then what this machine lacks."""
+    for rule in UNSUPPORTED:
+        if rule.matches(case):
+            return f"{case.backend}/{case.precision}/{case.device}: {rule.reason}"
+    backend = get_backend(case.backend)
+    if case.device not in backend.devices:
+        return f"{case.backend} does not run on {case.device}"
+    if case.device == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available on this machine"
+    return backend.unavailable_reason(case.device)
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    """The axes to span, from options; see ``SuiteConfig``."""
+
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    precisions: tuple[str, ...]
+    input_sizes: tuple[int | str, ...]
+    devices: tuple[str, ...]
+
+
+def select_models(patterns: tuple[str, ...]) -> list[str]:
+    """Explicit patterns select from every registered model; none means the default matrix."""
+    if patterns:
+        return list_models(patterns)
+    return [name for name in list_models() if get_spec(name).in_default_matrix]
+
+
+def check_selection(spec: MatrixSpec) -> None:
+    """Raise ``UnknownNameError`` for a model, backend or precision pattern matching nothing.
+
+    A typo must not shrink the matrix silently: ``--models pneumonia_resnet`` selects nothing.
+    """
+    axes = (
+        ("model", spec.models, list_models),
+        ("backend", spec.backends, list_backends),
+        ("precision", spec.precisions, lambda p: sorted(fnmatch.filter(PRECISIONS, p))),
+    )
+    for kind, patterns, matching in axes:
+        for pattern in patterns:
+            if not matching(pattern):
+                if not any(ch in pattern for ch in "*?["):
+                    # get_* raise with the close matches named.
+                    {"model": get_spec, "backend": get_backend}.get(kind, _no_precision)(pattern)
+                raise UnknownNameError(f"{kind} pattern {pattern!r} matches nothing registered")
+
+
+def _no_precision(name: str) -> None:
+    raise UnknownNameError(f"unknown precision {name!r} (registered: {', '.join(PRECISIONS)})")
+
+
+def select_sizes(declared: tuple[int, ...], wanted: tuple[int | str, ...]) -> list[int]:
+    chosen: set[int] = set()
+    for item in wanted:
+        if item == "all":
+            chosen.update(declared)
+        elif item == "largest":
+            chosen.add(max(declared))
+        elif item == "smallest":
+            chosen.add(min(declared))
+        elif isinstance(item, int) and item in declared:
+            chosen.add(item)
+    return sorted(chosen, reverse=True)
+
+
+def build_cases(spec: MatrixSpec, batch: int = 1) -> list[Case]:
+    """Every case the options span, at one batch size."""
+    precisions = [p for p in PRECISIONS if any(fnmatch.fnmatchcase(p, w) for w in spec.precisions)]
+    cases = []
+    for model in select_models(spec.models):
+        model_spec = get_spec(model)
+        for size in select_sizes(model_spec.input_sizes, spec.input_sizes):
+            for backend in list_backends(spec.backends):
+                for precision in precisions:
+                    for device in spec.devices:
+                        cases.append(Case(model, backend, precision, size, batch, device))
+    return cases

@@ -1,0 +1,209 @@
+"""pytest hooks: options, markers, the matrix, training before the run, machine info."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Literal
+
+import pytest
+import torch
+
+import medgate.backends  # noqa: F401  (registers the built-in backends)
+from medgate.backends.base import Session
+from medgate.config import SuiteConfig, add_options
+from medgate.data import DatasetError
+from medgate.machine import machine_facts
+from medgate.matrix import Case, build_cases, check_selection, skip_reason
+from medgate.registry import UnknownNameError, get_spec
+from medgate.training import CheckpointError
+from medgate.workspace import Workspace
+
+WORKSPACE = pytest.StashKey[Workspace]()
+
+MARKERS = {
+    "cpu": "the case runs on the CPU",
+    "cuda": "the case runs on a CUDA GPU (skipped with a reason where there is none)",
+    "smoke": "one input size per model and backend: the quick pre-merge lane",
+    "latency": "timed with pytest-benchmark",
+    "agreement": "a backend's logits checked against eager fp32",
+    "accuracy": "metrics on the model's test split",
+    "memory": "peak memory, measured apart from the timed tests",
+    "medgate(batch='latency'|'throughput'|'agreement')": (
+        "which batch the test's cases use: 1, --throughput-batch or --agreement-samples"
+    ),
+}
+
+
+BATCHES = ("latency", "throughput", "agreement")
+
+
+@dataclasses.dataclass(frozen=True)
+class TestOptions:
+    """Keyword arguments of ``@pytest.mark.medgate``; unknown ones are an error."""
+
+    batch: Literal["latency", "throughput", "agreement"] = "latency"
+
+    @classmethod
+    def from_marker(cls, marker: pytest.Mark | None, where: str) -> TestOptions:
+        if marker is None:
+            return cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(marker.kwargs) - known
+        if marker.args or unknown:
+            raise pytest.UsageError(
+                f"{where}: @pytest.mark.medgate takes only {', '.join(sorted(known))} "
+                f"as keywords (got args {marker.args}, keywords {sorted(unknown)})"
+            )
+        options = cls(**marker.kwargs)
+        if options.batch not in BATCHES:
+            raise pytest.UsageError(f"{where}: batch must be one of {', '.join(BATCHES)}")
+        return options
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from medgate import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    suite = SuiteConfig.from_pytest_config(config)
+    for module in suite.zoo:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise pytest.UsageError(
+                f"ini key medgate_zoo names {module!r}, which cannot be imported ({error}); "
+                "list importable packages that register models"
+            ) from error
+    try:
+        check_selection(suite.matrix)
+    except UnknownNameError as error:
+        raise pytest.UsageError(f"medgate: {error}") from error
+    torch.set_num_threads(suite.threads)
+    config.stash[WORKSPACE] = Workspace(suite)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    workspace = config.stash.get(WORKSPACE, None)
+    if workspace is not None:
+        workspace.close()
+
+
+def workspace_of(config: pytest.Config) -> Workspace:
+    return config.stash[WORKSPACE]
+
+
+def _marks(case: Case) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, case.device)]
+    if case.input_size == get_spec(case.model).default_smoke_size:
+        marks.append(pytest.mark.smoke)
+    reason = skip_reason(case)
+    if reason is not None:
+        marks.append(pytest.mark.skip(reason=reason))
+    return marks
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "medgate_case" not in metafunc.fixturenames:
+        return
+    workspace = workspace_of(metafunc.config)
+    options = TestOptions.from_marker(
+        metafunc.definition.get_closest_marker("medgate"), metafunc.definition.nodeid
+    )
+    suite = workspace.config
+    batch = {
+        "latency": 1,
+        "throughput": suite.throughput_batch,
+        "agreement": suite.agreement_samples,
+    }[options.batch]
+    cases = build_cases(suite.matrix, batch)
+    metafunc.parametrize(
+        "medgate_case",
+        [pytest.param(case, id=case.id, marks=_marks(case)) for case in cases],
+    )
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("medgate_case") if callspec is not None else None
+    return case if isinstance(case, Case) else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each prepared session's tests back to back, so a session is built once."""
+    first_seen: dict[tuple[str, str, str, int, str], int] = {}
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            first_seen.setdefault(case.session_key, len(first_seen))
+
+    def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
+        case = _case_of(indexed[1])
+        return (first_seen[case.session_key] if case else -1, indexed[0])
+
+    if first_seen:
+        items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Train every checkpoint the selected cases need, before any timing starts."""
+    config = session.config
+    if config.option.collectonly:
+        return
+    models = sorted(
+        {
+            case.model
+            for item in session.items
+            if (case := _case_of(item)) is not None and item.get_closest_marker("skip") is None
+        }
+    )
+    if not models:
+        return
+    workspace = workspace_of(config)
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for model in models:
+            try:
+                workspace.weights(model)
+            except (DatasetError, CheckpointError) as error:
+                raise pytest.UsageError(f"medgate: model {model}: {error}") from error
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    suite = workspace_of(config).config
+    return [
+        f"medgate: threads={suite.threads} throughput-batch={suite.throughput_batch} "
+        f"cache={suite.cache_dir}",
+    ]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
+    info = machine_facts(workspace_of(config).config.threads)
+    config.hook.pytest_medgate_machine_info(config=config, info=info)
+    machine_info["medgate"] = info
+
+
+@pytest.fixture(scope="session")
+def medgate_workspace(pytestconfig: pytest.Config) -> Workspace:
+    return workspace_of(pytestconfig)
+
+
+@pytest.fixture
+def medgate_session(medgate_case: Case, medgate_workspace: Workspace) -> Session:
+    return medgate_workspace.session(medgate_case)
+
+
+@pytest.fixture
+def medgate_inputs(medgate_case: Case, medgate_workspace: Workspace) -> torch.Tensor:
+    return medgate_workspace.inputs(medgate_case.model, medgate_case.input_size, medgate_case.batch)
