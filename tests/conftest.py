@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import tiny_zoo  # noqa: F401  (registers tiny_cnn for the in-process tests)
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+
+RunSuite = Callable[..., pytest.RunResult]
+
+
+@pytest.fixture(scope="session")
+def medgate_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for every run of the session, so the tiny model trains once."""
+    return tmp_path_factory.mktemp("medgate-cache")
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester) -> Path:
+    """A project with the tiny zoo and medgate's real perf_tests files."""
+    pytester.makeini(
+        "[pytest]\n"
+        "pythonpath = .\n"
+        "medgate_zoo = tiny_zoo\n"
+        "addopts = -p no:cacheprovider --strict-markers\n"
+    )
+    shutil.copy(HERE / "tiny_zoo.py", pytester.path / "tiny_zoo.py")
+    for test_file in ("test_latency.py", "test_agreement.py"):
+        shutil.copy(ROOT / "perf_tests" / test_file, pytester.path / test_file)
+    return pytester.path
+
+
+@pytest.fixture
+def run_suite(pytester: pytest.Pytester, suite_dir: Path, medgate_cache: Path) -> RunSuite:
+    """Run the copied suite in a subprocess (a fresh registry and torch state each time)."""
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            f"--cache-dir={medgate_cache}",
+            "--benchmark-max-time=0.02",
+            "--benchmark-min-rounds=5",
+            "-p",
+            "no:randomly",
+            *args,
+        )
+
+    return run

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+import tiny_zoo
+from medgate import ModelSpec, create_model, get_spec, list_backends, list_models, register_model
+from medgate.registry import UnknownNameError
+
+
+def test_create_model_builds_the_registered_architecture() -> None:
+    model = create_model("tiny_cnn")
+    assert isinstance(model, nn.Module)
+    assert get_spec("tiny_cnn") is tiny_zoo.SPEC
+
+
+def test_list_models_filters_by_glob() -> None:
+    assert "tiny_cnn" in list_models("tiny_*")
+    assert list_models("no_such_*") == []
+    assert list_models(["tiny_*", "no_such_*"]) == list_models("tiny_*")
+
+
+def test_unknown_model_names_close_matches() -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown model 'tiny_cn'.*did you mean tiny_cnn"):
+        create_model("tiny_cn")
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    from medgate.registry import get_backend
+
+    with pytest.raises(UnknownNameError, match="unknown backend 'tensorrtt'"):
+        get_backend("tensorrtt")
+    assert {"eager", "torchscript", "onnxruntime"} <= set(list_backends())
+
+
+def test_a_second_definition_under_one_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_model(tiny_zoo.SPEC)
+        def another_tiny() -> nn.Module:
+            return nn.Identity()
+
+
+def test_spec_rejects_a_positive_class_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="positive_class 'tumour' is not one of"):
+        ModelSpec(
+            name="bad",
+            task="x",
+            classes=("background", "square"),
+            positive_class="tumour",
+            input_sizes=(16,),
+            in_chans=1,
+            mean=(0.5,),
+            std=(0.5,),
+            dataset=tiny_zoo.RECIPE,
+            train=tiny_zoo.SPEC.train,
+        )
+
+
+def test_spec_rejects_a_smoke_size_outside_its_sizes() -> None:
+    with pytest.raises(ValueError, match="smoke_size 64 is not one of"):
+        ModelSpec(
+            name="bad",
+            task="x",
+            classes=("background", "square"),
+            positive_class="square",
+            input_sizes=(16,),
+            in_chans=1,
+            mean=(0.5,),
+            std=(0.5,),
+            dataset=tiny_zoo.RECIPE,
+            train=tiny_zoo.SPEC.train,
+            smoke_size=64,
+        )
+
+
+def test_the_zoo_registers_every_seed_model() -> None:
+    import models  # noqa: F401
+
+    expected = {
+        "brain_mri_mobilenet_v2",
+        "alzheimer_cnn",
+        "pneumonia_resnet18",
+        "pneumonia_resnet18_upsample224",
+        "artifact_efficientnet_b0",
+        "artifact_efficientnet_b3",
+    }
+    assert expected <= set(list_models())
+    assert not get_spec("artifact_efficientnet_b3").in_default_matrix
+    params = sum(p.numel() for p in create_model("brain_mri_mobilenet_v2").parameters())
+    assert 2.2e6 < params < 2.3e6  # the seed's 2.2 M

@@ -1,0 +1,72 @@
+"""A zoo small enough for medgate's own tests: trains in about a second, runs in microseconds.
+
+``MEDGATE_TINY_WORK`` repeats the middle convolution that many times (same weights, so the same
+checkpoint): a controllable slowdown for tests that must see the gate fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from medgate import ModelSpec, StagedClassifier, SyntheticRecipe, TrainRecipe, register_model
+
+
+def squares(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+    images = rng.integers(0, 80, size=(len(labels), 16, 16), dtype=np.uint8)
+    bright = labels == 1
+    images[bright, 4:12, 4:12] += rng.integers(40, 120, size=(int(bright.sum()), 1, 1)).astype(
+        np.uint8
+    )
+    return images
+
+
+RECIPE = SyntheticRecipe(
+    name="tiny_squares",
+    classes=("background", "square"),
+    generate=squares,
+    native_size=16,
+    split_sizes=(("train", 96), ("val", 16), ("test", 48)),
+)
+
+SPEC = ModelSpec(
+    name="tiny_cnn",
+    task="bright square or not",
+    classes=RECIPE.classes,
+    positive_class="square",
+    input_sizes=(32, 16),
+    in_chans=1,
+    mean=(0.3,),
+    std=(0.3,),
+    dataset=RECIPE,
+    train=TrainRecipe(train_size=16, epochs=3, batch_size=16, lr=1e-2),
+)
+
+
+class RepeatedConv(nn.Module):
+    def __init__(self, channels: int, repeats: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.repeats = repeats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.repeats):
+            x = torch.relu(self.conv(x)) * 0.5 + x * 0.5
+        return x
+
+
+@register_model(SPEC)
+def tiny_cnn() -> nn.Module:
+    repeats = int(os.environ.get("MEDGATE_TINY_WORK", "1"))
+    features = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        RepeatedConv(8, repeats),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    return StagedClassifier(features, nn.Linear(8, 2))
