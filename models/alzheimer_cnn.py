@@ -21,7 +21,7 @@ SPEC = ModelSpec(
     mean=(0.3,),
     std=(0.25,),
     dataset=alzheimer_mri.RECIPE,
-    train=TrainRecipe(train_size=128, epochs=5),
+    train=TrainRecipe(train_size=192, epochs=6),
 )
 
 WIDTHS = (16, 32, 32, 64, 64, 128, 128, 128)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RunSuite
+from medgate.report import render
 
 BROKEN_BACKEND = """
 import torch
@@ -141,6 +142,9 @@ def test_machine_info_records_versions_threads_and_the_hook(
     assert extra["flops_per_sample"] > 0
     assert extra["params"] > 0
     assert extra["backend"] == "eager"
+    table = render(pytester.path / "out.json").splitlines()
+    assert table[0].split("|")[1].strip() == "model"
+    assert [line.split("|")[5].strip() for line in table[2:]] == ["eager", "eager"]
 
 
 def test_compare_fails_when_a_case_gets_slower(

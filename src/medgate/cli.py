@@ -17,6 +17,7 @@ from medgate.config import comma_list, default_cache_dir, model_paths, thread_co
 from medgate.data import DatasetError, load_dataset
 from medgate.matrix import select_models
 from medgate.registry import get_spec, list_backends
+from medgate.report import render
 from medgate.training import CheckpointError, ensure_checkpoint, load_trained, split_accuracy
 
 
@@ -80,6 +81,11 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    print(render(args.json, largest_only=args.largest))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medgate", description=__doc__)
     parser.add_argument(
@@ -95,11 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("list", help="the registered models and backends")
     listing.add_argument("--models", type=comma_list, default=(), help="model globs")
     listing.set_defaults(run=_list)
+    report = commands.add_parser("report", help="a table of a pytest-benchmark JSON file")
+    report.add_argument("json", type=Path, help="a --benchmark-json or --benchmark-save file")
+    report.add_argument("--largest", action="store_true", help="each model's largest size only")
+    report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     _import_zoo(args.zoo)
     try:
         return int(args.run(args))
-    except (DatasetError, CheckpointError, argparse.ArgumentTypeError) as error:
+    except (DatasetError, CheckpointError, argparse.ArgumentTypeError, ValueError) as error:
         print(f"medgate: error: {error}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ class TrainRecipe:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     min_crop_scale: float = 0.8
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     hflip: bool = True
     seed: int = 0
 
@@ -120,9 +121,7 @@ def train(
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     with _deterministic(recipe.seed):
         model = create_model(spec.name).to(memory_format=torch.channels_last)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
+        optimizer = _optimizer(model, recipe)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch
         )
@@ -153,6 +152,18 @@ def train(
         if split in dataset.splits:
             meta[f"{split}_accuracy"] = split_accuracy(model, spec, dataset, split)
     return model, meta
+
+
+def _optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=recipe.weight_decay,
+        )
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 def _augment(batch: torch.Tensor, recipe: TrainRecipe) -> torch.Tensor:

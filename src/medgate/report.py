@@ -1,0 +1,69 @@
+"""Tables from a pytest-benchmark JSON file: one row per case, grouped as the matrix is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+COLUMNS = (
+    "model",
+    "size",
+    "batch",
+    "device",
+    "backend",
+    "precision",
+    "median ms",
+    "IQR ms",
+    "samples/s",
+    "MFLOP/sample",
+    "artifact MB",
+)
+
+
+def load_runs(path: Path) -> list[dict[str, Any]]:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable pytest-benchmark JSON file ({error})") from error
+    benchmarks = payload.get("benchmarks") if isinstance(payload, dict) else None
+    if not isinstance(benchmarks, list):
+        raise ValueError(f"{path}: has no 'benchmarks' list; pass a --benchmark-json/save file")
+    return [b for b in benchmarks if "model" in b.get("extra_info", {})]
+
+
+def rows(benchmarks: list[dict[str, Any]], largest_only: bool = False) -> list[list[Any]]:
+    table = []
+    largest: dict[str, int] = {}
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        largest[info["model"]] = max(largest.get(info["model"], 0), info["input_size"])
+    for bench in benchmarks:
+        info, stats = bench["extra_info"], bench["stats"]
+        if largest_only and info["input_size"] != largest[info["model"]]:
+            continue
+        artifact = info.get("artifact_bytes")
+        table.append(
+            [
+                info["model"],
+                info["input_size"],
+                info["batch"],
+                info["device"],
+                info["backend"],
+                info["precision"],
+                round(stats["median"] * 1e3, 2),
+                round(stats["iqr"] * 1e3, 2),
+                round(info["batch"] / stats["median"], 1),
+                round(info["flops_per_sample"] / 1e6),
+                round(artifact / 1e6, 1) if artifact else "",
+            ]
+        )
+    table.sort(key=lambda row: (row[0], -row[1], row[2], row[3], row[6]))
+    return table
+
+
+def render(path: Path, largest_only: bool = False, fmt: str = "github") -> str:
+    table: str = tabulate(rows(load_runs(path), largest_only), headers=COLUMNS, tablefmt=fmt)
+    return table
