@@ -22,8 +22,7 @@ def test_latency(
     medgate_inputs: torch.Tensor,
     medgate_workspace: Workspace,
 ) -> None:
-    facts = medgate_workspace.facts(medgate_case.model, medgate_case.input_size)
-    time_case(benchmark, medgate_case, medgate_session, medgate_inputs, facts)
+    _time(benchmark, medgate_case, medgate_session, medgate_inputs, medgate_workspace)
 
 
 @pytest.mark.medgate(batch="throughput")
@@ -34,5 +33,10 @@ def test_throughput(
     medgate_inputs: torch.Tensor,
     medgate_workspace: Workspace,
 ) -> None:
-    facts = medgate_workspace.facts(medgate_case.model, medgate_case.input_size)
-    time_case(benchmark, medgate_case, medgate_session, medgate_inputs, facts)
+    _time(benchmark, medgate_case, medgate_session, medgate_inputs, medgate_workspace)
+
+
+def _time(
+    benchmark: Any, case: Case, session: Session, inputs: torch.Tensor, workspace: Workspace
+) -> None:
+    time_case(benchmark, case, session, inputs, workspace.facts(case.model, case.input_size))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,8 +13,8 @@ from medgate.registry import register_backend
 
 
 class EagerSession(Session):
-    def __init__(self, module: nn.Module, device: str) -> None:
-        super().__init__(device)
+    def __init__(self, module: nn.Module, device: str, artifact: Path | None = None) -> None:
+        super().__init__(device, artifact)
         self.module = module
 
     @torch.inference_mode()

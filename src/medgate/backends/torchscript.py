@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
+from medgate.backends.eager import EagerSession
 from medgate.registry import register_backend
 
 
-class TorchScriptSession(Session):
+class TorchScriptSession(EagerSession):
     # The profiling executor specializes after a few calls; fewer warm-ups left the first
     # timed rounds ~5x slow on this machine.
     warmup_calls = 10
-
-    def __init__(self, module: torch.jit.ScriptModule, device: str, artifact: Any) -> None:
-        super().__init__(device, artifact)
-        self.module = module
-
-    @torch.inference_mode()
-    def run(self, placed: Any) -> torch.Tensor:
-        output: torch.Tensor = self.module(placed)
-        return output
 
 
 @register_backend
