@@ -11,7 +11,7 @@ COMPARE_FAIL ?= median:25%
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	touch $@
 
 ## The gate on the bundled default: every CPU case, compared with the committed baseline.

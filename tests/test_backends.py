@@ -1,7 +1,9 @@
-"""Each backend computes what eager fp32 computes, and the agreement check notices when not."""
+"""Every backend x precision computes what eager fp32 computes, within that precision's
+tolerance, and the agreement check notices when not."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,15 @@ import torch
 
 from medgate.agreement import Agreement
 from medgate.backends import BuildContext
-from medgate.matrix import Case
-from medgate.precision import PRECISIONS
+from medgate.matrix import Case, capability_table
+from medgate.precision import CALIBRATION, PRECISIONS
 from medgate.registry import create_model, get_backend
+
+CPU_SUPPORTED = [
+    (backend, precision)
+    for backend, precision, device, verdict in capability_table(("cpu",))
+    if verdict == "supported"
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +33,82 @@ def trained_like() -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("backend", ["eager", "torchscript", "onnxruntime"])
-@pytest.mark.parametrize("size", [16, 32])
-def test_backend_agrees_with_eager(
-    trained_like: torch.nn.Module, backend: str, size: int, tmp_path: Path
+def context(case: Case, artifact_dir: Path) -> BuildContext:
+    batches = tuple(torch.randn(4, 8, 1, case.input_size, case.input_size))
+    return BuildContext(case, artifact_dir, threads=1, calibration=lambda: batches)
+
+
+def test_the_table_offers_every_precision_on_cpu_somewhere() -> None:
+    assert {precision for _, precision in CPU_SUPPORTED} == set(PRECISIONS)
+    assert ("onnxruntime", "int8-static") in CPU_SUPPORTED
+    assert ("compile", "int8-static") in CPU_SUPPORTED
+
+
+@pytest.mark.parametrize(("backend", "precision"), CPU_SUPPORTED)
+def test_backend_agrees_with_eager_within_its_precision(
+    trained_like: torch.nn.Module, backend: str, precision: str, tmp_path: Path
 ) -> None:
-    case = Case("tiny_cnn", backend, "fp32", size, 1, "cpu")
-    example = torch.randn(1, 1, size, size)
+    """bf16 runs here even where the gate skips it for speed: the code path must stay right."""
+    case = Case("tiny_cnn", backend, precision, 16, 1, "cpu")
     session = get_backend(backend).prepare(
-        trained_like, example, BuildContext(case, tmp_path, threads=1)
+        copy.deepcopy(trained_like), torch.randn(1, 1, 16, 16), context(case, tmp_path)
     )
-    batch = torch.randn(8, 1, size, size)
+    batch = torch.randn(8, 1, 16, 16)
     with torch.no_grad():
         reference = trained_like(batch)
     agreement = Agreement.between(reference, session.run(session.place(batch)))
-    assert agreement.failure(PRECISIONS["fp32"]) is None
+    assert agreement.failure(PRECISIONS[precision]) is None
     assert agreement.samples == 8
-    if backend != "eager":
+    single = session.run(session.place(batch[:1]))
+    assert single.shape == (1, 2)
+    if backend in ("torchscript", "onnxruntime"):
         assert session.artifact_bytes is not None
         assert session.artifact_bytes > 0
+
+
+def test_onnx_int8_is_smaller_than_fp32_on_disk(
+    trained_like: torch.nn.Module, tmp_path: Path
+) -> None:
+    sizes = {}
+    for precision in ("fp32", "fp16", "int8-dynamic"):
+        case = Case("tiny_cnn", "onnxruntime", precision, 16, 1, "cpu")
+        session = get_backend("onnxruntime").prepare(
+            copy.deepcopy(trained_like), torch.randn(1, 1, 16, 16), context(case, tmp_path)
+        )
+        sizes[precision] = session.artifact_bytes
+    assert sizes["fp16"] < sizes["fp32"]
+    assert sizes["int8-dynamic"] != sizes["fp32"]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "compile"])
+def test_static_int8_is_calibrated_once_per_run(
+    trained_like: torch.nn.Module, backend: str, tmp_path: Path
+) -> None:
+    calls = []
+    batches = tuple(torch.randn(2, 8, 1, 16, 16))
+
+    def calibration() -> tuple[torch.Tensor, ...]:
+        calls.append(1)
+        return batches
+
+    memo: dict[str, object] = {}
+    for batch in (1, 16):
+        case = Case("tiny_cnn", backend, "int8-static", 16, batch, "cpu")
+        build = BuildContext(
+            case, tmp_path, threads=1, weights_sha256="ab" * 32, calibration=calibration, memo=memo
+        )
+        get_backend(backend).prepare(copy.deepcopy(trained_like), torch.randn(1, 1, 16, 16), build)
+    assert len(calls) == 1
+
+
+def test_the_artifact_key_names_model_checkpoint_and_recipe(tmp_path: Path) -> None:
+    case = Case("tiny_cnn", "onnxruntime", "int8-static", 16, 1, "cpu")
+    build = BuildContext(case, tmp_path, threads=1, weights_sha256="0123456789abcdef" * 4)
+    key = build.artifact_key("int8-static")
+    assert key.startswith("tiny_cnn-16px-cpu-int8-static-0123456789ab-")
+    assert key.endswith(CALIBRATION.key)
+    other = BuildContext(case, tmp_path, threads=1, weights_sha256="f" * 64)
+    assert other.artifact_key("int8-static") != key
 
 
 def test_agreement_fails_on_perturbed_logits() -> None:
@@ -53,10 +118,19 @@ def test_agreement_fails_on_perturbed_logits() -> None:
     message = Agreement.between(reference, drifted).failure(PRECISIONS["fp32"])
     assert message is not None
     assert "max |delta logit|" in message
+    assert Agreement.between(reference, drifted).failure(PRECISIONS["int8-static"]) is None
     flipped = reference.flip(1)
-    message = Agreement.between(reference, flipped).failure(PRECISIONS["fp32"])
+    message = Agreement.between(reference, flipped).failure(PRECISIONS["int8-static"])
     assert message is not None
     assert "top-1 agreement 0.0%" in message
+
+
+def test_tolerances_loosen_from_fp32_to_int8() -> None:
+    order = ["fp32", "fp16", "bf16", "int8-static"]
+    deltas = [PRECISIONS[name].max_logit_delta for name in order]
+    agreements = [PRECISIONS[name].min_top1_agreement for name in order]
+    assert deltas == sorted(deltas)
+    assert agreements == sorted(agreements, reverse=True)
 
 
 def test_agreement_refuses_mismatched_shapes() -> None:

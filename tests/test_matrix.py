@@ -3,7 +3,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medgate.matrix import Case, MatrixSpec, build_cases, select_sizes, skip_reason
+from medgate import machine
+from medgate.matrix import (
+    Case,
+    MatrixSpec,
+    build_cases,
+    capability_table,
+    select_sizes,
+    skip_reason,
+)
+from medgate.precision import PRECISIONS
+from medgate.registry import list_backends
 
 
 def spec(**overrides: object) -> MatrixSpec:
@@ -25,14 +35,25 @@ def test_case_id_is_readable() -> None:
 
 def test_build_cases_spans_every_axis() -> None:
     cases = build_cases(spec(), batch=4)
-    assert len(cases) == 2 * 3 * 1 * 2  # sizes x backends x precisions x devices
+    assert len(cases) == 2 * 5 * 5 * 2  # sizes x backends x precisions x devices
     assert {c.batch for c in cases} == {4}
     assert {c.input_size for c in cases} == {32, 16}
 
 
 def test_options_narrow_the_matrix() -> None:
-    cases = build_cases(spec(backends=("onnx*",), input_sizes=("largest",), devices=("cpu",)))
-    assert [c.id for c in cases] == ["tiny_cnn-onnxruntime-fp32-32-bs1-cpu"]
+    cases = build_cases(
+        spec(
+            backends=("onnx*",),
+            precisions=("fp32", "int8-*"),
+            input_sizes=("largest",),
+            devices=("cpu",),
+        )
+    )
+    assert [c.id for c in cases] == [
+        "tiny_cnn-onnxruntime-fp32-32-bs1-cpu",
+        "tiny_cnn-onnxruntime-int8-dynamic-32-bs1-cpu",
+        "tiny_cnn-onnxruntime-int8-static-32-bs1-cpu",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -48,10 +69,36 @@ def test_select_sizes(wanted: tuple[int | str, ...], expected: list[int]) -> Non
     assert select_sizes((224, 192, 160), wanted) == expected
 
 
-def test_unsupported_combinations_say_why() -> None:
-    reason = skip_reason(Case("tiny_cnn", "onnxruntime", "fp32", 16, 1, "cuda"))
-    assert reason is not None
-    assert "CPU execution provider only" in reason
+@pytest.mark.parametrize(
+    ("backend", "precision", "device", "reason"),
+    [
+        ("eager", "fp16", "cpu", "eager/fp16/cpu: fp16 needs CUDA*"),
+        ("onnxruntime", "bf16", "cpu", "*onnxruntime has no bf16 Conv kernels*"),
+        ("torchscript", "int8-static", "cpu", "*TorchScript has no maintained static int8*"),
+        ("tensorrt", "fp32", "cpu", "tensorrt does not run on cpu"),
+    ],
+)
+def test_unsupported_combinations_say_why(
+    backend: str, precision: str, device: str, reason: str
+) -> None:
+    said = skip_reason(Case("tiny_cnn", backend, precision, 16, 1, device))
+    assert said is not None
+    pytest.LineMatcher([said]).fnmatch_lines([reason])
+
+
+def test_bf16_on_a_cpu_without_native_bf16_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    said = skip_reason(Case("tiny_cnn", "eager", "bf16", 16, 1, "cpu"))
+    assert said is not None
+    assert "no native bf16 instructions (avx512_bf16 / amx_bf16)" in said
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert skip_reason(Case("tiny_cnn", "eager", "bf16", 16, 1, "cpu")) is None
+
+
+def test_the_capability_table_covers_every_combination() -> None:
+    table = capability_table()
+    assert len(table) == len(list_backends()) * len(PRECISIONS) * 2
+    assert all(verdict for *_, verdict in table)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -62,5 +109,5 @@ def test_cuda_cases_skip_without_a_gpu() -> None:
 
 
 def test_cpu_cases_run() -> None:
-    for backend in ("eager", "torchscript", "onnxruntime"):
+    for backend in ("eager", "torchscript", "compile", "onnxruntime"):
         assert skip_reason(Case("tiny_cnn", backend, "fp32", 16, 1, "cpu")) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RunSuite
+from medgate.machine import missing_native_bf16
 from medgate.report import render
 
 BROKEN_BACKEND = """
@@ -32,21 +33,33 @@ class BrokenBackend(EagerBackend):
 
 def test_smoke_run_trains_then_times_every_supported_case(run_suite: RunSuite) -> None:
     result = run_suite("-m", "smoke", "-rs", "-v")
-    result.assert_outcomes(passed=3 + 3 + 2, skipped=3 + 3 + 3 + 1)
+    # 5 backends x 5 precisions x 2 devices x 3 tests: every combination is collected, and
+    # each one either runs or skips with its reason. Per test 11 run on this CPU: eager and
+    # torchscript fp32/int8-dynamic, compile fp32/int8-dynamic/int8-static, onnxruntime
+    # fp32/fp16/int8-dynamic/int8-static; the eager fp32 agreement case is the reference itself.
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] + outcomes["skipped"] == 5 * 5 * 2 * 3
+    result.assert_outcomes(passed=11 * 3 - 1, skipped=150 - (11 * 3 - 1))
     result.stdout.fnmatch_lines_random(
         [
-            "*test_latency*tiny_cnn-onnxruntime-fp32-16-bs1-cpu*PASSED*",
-            "*test_throughput*tiny_cnn-torchscript-fp32-16-bs16-cpu*PASSED*",
-            "*test_agrees_with_eager_fp32*tiny_cnn-onnxruntime-fp32-16-bs64-cpu*PASSED*",
+            "*test_latency*tiny_cnn-onnxruntime-int8-static-16-bs1-cpu*PASSED*",
+            "*test_latency*tiny_cnn-compile-int8-static-16-bs1-cpu*PASSED*",
+            "*test_throughput*tiny_cnn-torchscript-int8-dynamic-16-bs16-cpu*PASSED*",
+            "*test_agrees_with_eager_fp32*tiny_cnn-onnxruntime-fp16-16-bs64-cpu*PASSED*",
+            "*test_agrees_with_eager_fp32*tiny_cnn-compile-fp32-16-bs64-cpu*PASSED*",
         ]
     )
-    result.stdout.fnmatch_lines_random(
-        [
-            "SKIPPED*CUDA is not available on this machine",
-            "SKIPPED*CPU execution provider only",
-            "SKIPPED*eager fp32 on cpu is the reference itself",
-        ]
-    )
+    expected_skips = [
+        "SKIPPED*CUDA is not available on this machine",
+        "SKIPPED*eager/fp16/cpu: fp16 needs CUDA*",
+        "SKIPPED*onnxruntime/bf16/cpu: onnxruntime has no bf16 Conv kernels*",
+        "SKIPPED*tensorrt does not run on cpu",
+        "SKIPPED*eager fp32 on cpu is the reference itself",
+    ]
+    if missing_native_bf16() is not None:
+        expected_skips.append("SKIPPED*bf16 on this CPU:*no native bf16 instructions*")
+    result.stdout.fnmatch_lines_random(expected_skips)
+    result.stdout.fnmatch_lines(["*medgate: agreement with eager fp32*"])
 
 
 def test_the_medgate_marker_rejects_unknown_keywords(
@@ -118,7 +131,7 @@ def test_a_backend_that_disagrees_with_eager_fails_agreement(
     pytester: pytest.Pytester, run_suite: RunSuite
 ) -> None:
     pytester.makeconftest(BROKEN_BACKEND)
-    result = run_suite("--backends=broken", "--device=cpu", "-k", "agrees")
+    result = run_suite("--backends=broken", "--precisions=fp32", "--device=cpu", "-k", "agrees")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*tiny_cnn-broken-fp32-*disagrees with eager fp32*"])
 
@@ -130,7 +143,12 @@ def test_machine_info_records_versions_threads_and_the_hook(
         "def pytest_medgate_machine_info(config, info):\n    info['runner'] = 'pytester'\n"
     )
     result = run_suite(
-        "-m", "smoke and latency", "--backends=eager", "--threads=1", "--benchmark-json=out.json"
+        "-m",
+        "smoke and latency",
+        "--backends=eager",
+        "--precisions=fp32",
+        "--threads=1",
+        "--benchmark-json=out.json",
     )
     result.assert_outcomes(passed=2, skipped=2)
     saved = json.loads((pytester.path / "out.json").read_text())
@@ -142,6 +160,8 @@ def test_machine_info_records_versions_threads_and_the_hook(
     assert extra["flops_per_sample"] > 0
     assert extra["params"] > 0
     assert extra["backend"] == "eager"
+    assert extra["prepare_s"] >= 0
+    assert extra["first_call_s"] > 0
     table = render(pytester.path / "out.json").splitlines()
     assert table[0].split("|")[1].strip() == "model"
     assert [line.split("|")[5].strip() for line in table[2:]] == ["eager", "eager"]
@@ -150,7 +170,13 @@ def test_machine_info_records_versions_threads_and_the_hook(
 def test_compare_fails_when_a_case_gets_slower(
     pytester: pytest.Pytester, run_suite: RunSuite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    args = ("-m", "latency and cpu", "--backends=eager,onnxruntime", "--input-sizes=32")
+    args = (
+        "-m",
+        "latency and cpu",
+        "--backends=eager,onnxruntime",
+        "--precisions=fp32",
+        "--input-sizes=32",
+    )
     saved = run_suite(*args, "--benchmark-save=base")
     saved.assert_outcomes(passed=4)
 
@@ -170,4 +196,34 @@ def test_compare_fails_when_a_case_gets_slower(
             "*test_throughput*tiny_cnn-eager-fp32-32-bs16-cpu*median*",
             "*test_throughput*tiny_cnn-onnxruntime-fp32-32-bs16-cpu*median*",
         ]
+    )
+
+
+CALIBRATED_ON_ZEROS = """
+import torch
+from medgate.workspace import Workspace
+
+calibrate_as_shipped = Workspace._calibration_batches
+
+
+def blank_images(self, model, size):
+    # The classic loader bug: every calibration image is blank.
+    return tuple(torch.zeros_like(batch) for batch in calibrate_as_shipped(self, model, size))
+
+
+Workspace._calibration_batches = blank_images
+"""
+
+
+def test_static_int8_calibrated_on_blank_images_fails_agreement(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    args = ("--backends=onnxruntime", "--precisions=int8-static", "--device=cpu", "-k", "agrees")
+    calibrated = run_suite(*args)
+    calibrated.assert_outcomes(passed=2)
+    pytester.makeconftest(CALIBRATED_ON_ZEROS)
+    broken = run_suite(*args)
+    broken.assert_outcomes(failed=2)
+    broken.stdout.fnmatch_lines(
+        ["*tiny_cnn-onnxruntime-int8-static-*disagrees with eager fp32*int8-static*"]
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tabulate import tabulate
 
-from medgate.precision import Precision
+from medgate.precision import PRECISIONS, Precision
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,23 @@ class Agreement:
         if not problems:
             return None
         return f"disagrees with eager fp32 on {self.samples} test images: " + "; ".join(problems)
+
+
+def summary_table(results: dict[str, Agreement], precisions: dict[str, str]) -> str:
+    """One row per checked case id: agreement, the precision's tolerance and the verdict."""
+    rows = []
+    for case_id, agreement in sorted(results.items()):
+        precision = PRECISIONS[precisions[case_id]]
+        failure = agreement.failure(precision)
+        rows.append(
+            [
+                case_id,
+                f"{agreement.top1:.1%}",
+                f"{agreement.relative_delta:.2g}",
+                f">={precision.min_top1_agreement:.0%}, <={precision.max_logit_delta:g}",
+                "ok" if failure is None else "FAIL",
+            ]
+        )
+    headers = ["case", "top-1 agreement", "max |delta logit| (rel.)", "tolerance", "verdict"]
+    table: str = tabulate(rows, headers=headers)
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -14,9 +15,17 @@ from medgate.matrix import Case
 def time_case(
     benchmark: Any, case: Case, session: Session, inputs: torch.Tensor, facts: ModelFacts
 ) -> None:
-    """Time ``session.run`` on ``inputs`` (a preprocessed batch); preprocessing is excluded."""
+    """Time ``session.run`` on ``inputs`` (a preprocessed batch); preprocessing is excluded.
+
+    The first call is timed on its own (``first_call_s``): for torch.compile it is the compile
+    of this batch shape, for TorchScript the profiling run, elsewhere lazy initialization.
+    """
     placed = session.place(inputs)
-    for _ in range(session.warmup_calls):
+    started = time.perf_counter()
+    session.run(placed)
+    session.synchronize()
+    first_call_s = time.perf_counter() - started
+    for _ in range(session.warmup_calls - 1):
         session.run(placed)
     session.synchronize()
     if case.device == "cuda":
@@ -39,6 +48,8 @@ def time_case(
             "param_bytes": facts.param_bytes,
             "flops_per_sample": facts.flops_per_sample,
             "artifact_bytes": session.artifact_bytes,
+            "prepare_s": session.prepare_s,
+            "first_call_s": first_call_s,
         }
     )
     benchmark(step)

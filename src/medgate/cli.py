@@ -15,7 +15,7 @@ from tabulate import tabulate
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.config import comma_list, default_cache_dir, model_paths, thread_count
 from medgate.data import DatasetError, load_dataset
-from medgate.matrix import select_models
+from medgate.matrix import Case, capability_table, select_models, skip_reason
 from medgate.registry import get_spec, list_backends
 from medgate.report import render
 from medgate.training import CheckpointError, ensure_checkpoint, load_trained, split_accuracy
@@ -81,6 +81,19 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capabilities(args: argparse.Namespace) -> int:
+    """The capability table, with this machine's own verdict beside the declared one."""
+    rows = []
+    for backend, precision, device, declared in capability_table():
+        here = skip_reason(Case("probe", backend, precision, 1, 1, device))
+        if not declared.startswith("supported"):
+            here = "-"
+        rows.append([backend, precision, device, declared, "runs" if here is None else here])
+    headers = ["backend", "precision", "device", "declared", "on this machine"]
+    print(tabulate(rows, headers=headers, maxcolwidths=[None, None, None, 50, 50]))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     print(render(args.json, largest_only=args.largest))
     return 0
@@ -101,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("list", help="the registered models and backends")
     listing.add_argument("--models", type=comma_list, default=(), help="model globs")
     listing.set_defaults(run=_list)
+    capabilities = commands.add_parser(
+        "capabilities", help="which backend x precision x device combinations run, and why not"
+    )
+    capabilities.set_defaults(run=_capabilities)
     report = commands.add_parser("report", help="a table of a pytest-benchmark JSON file")
     report.add_argument("json", type=Path, help="a --benchmark-json or --benchmark-save file")
     report.add_argument("--largest", action="store_true", help="each model's largest size only")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pytest
 
 from medgate.matrix import DEVICES, MatrixSpec
+from medgate.precision import CalibrationRecipe
 
 SIZE_KEYWORDS = ("all", "largest", "smallest")
 
@@ -118,6 +119,12 @@ OPTIONS = (
     Option("--throughput-batch", positive_int, "16", "batch size of the throughput tests"),
     Option("--threads", thread_count, "0", "torch and ORT intra-op threads (0: all cores)"),
     Option("--agreement-samples", positive_int, "64", "test images for the agreement check"),
+    Option(
+        "--calibration-samples",
+        positive_int,
+        "128",
+        "val-split images that calibrate static int8 scales",
+    ),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),
     Option("--checkpoint", model_path, "", "MODEL=PATH: use your checkpoint", repeated=True),
     Option("--dataset", model_path, "", "MODEL=PATH: your .npz or ImageFolder", repeated=True),
@@ -168,6 +175,7 @@ class SuiteConfig:
     throughput_batch: int
     threads: int
     agreement_samples: int
+    calibration: CalibrationRecipe
     cache_dir: Path
     checkpoints: Mapping[str, Path] = field(default_factory=dict)
     datasets: Mapping[str, Path] = field(default_factory=dict)
@@ -193,6 +201,7 @@ class SuiteConfig:
             throughput_batch=values["medgate_throughput_batch"],
             threads=values["medgate_threads"],
             agreement_samples=values["medgate_agreement_samples"],
+            calibration=CalibrationRecipe(samples=values["medgate_calibration_samples"]),
             cache_dir=Path(values["medgate_cache_dir"]).expanduser()
             if values["medgate_cache_dir"]
             else default_cache_dir(),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from medgate.machine import missing_native_bf16
 from medgate.precision import PRECISIONS
 from medgate.registry import (
     UnknownNameError,
@@ -59,26 +60,43 @@ class Unsupported:
         )
 
 
-UNSUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported(
-        backend="onnxruntime",
-        device="cuda",
-        reason="the onnxruntime backend runs the CPU execution provider only",
-    ),
-)
-
-
 def skip_reason(case: Case) -> str | None:
-    """Why ``case`` cannot run here, or None. Table first, then what this machine lacks."""
-    for rule in UNSUPPORTED:
-        if rule.matches(case):
-            return f"{case.backend}/{case.precision}/{case.device}: {rule.reason}"
+    """Why ``case`` cannot run here, or None: the backend's capability rows first, then what this
+    machine lacks (a GPU, native bf16, an optional package)."""
     backend = get_backend(case.backend)
     if case.device not in backend.devices:
         return f"{case.backend} does not run on {case.device}"
+    for rule in backend.unsupported:
+        if rule.matches(case):
+            return f"{case.backend}/{case.precision}/{case.device}: {rule.reason}"
     if case.device == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available on this machine"
-    return backend.unavailable_reason(case.device)
+    if case.precision == "bf16" and case.device == "cpu":
+        missing = missing_native_bf16()
+        if missing is not None:
+            return f"bf16 on this CPU: {missing}"
+    return backend.unavailable_reason(case)
+
+
+def capability_table(devices: tuple[str, ...] = DEVICES) -> list[tuple[str, str, str, str]]:
+    """(backend, precision, device, "supported" or the reason) for every registered backend,
+    from the backends' declared rows alone (not this machine's GPU or packages)."""
+    rows = []
+    for name in list_backends():
+        backend = get_backend(name)
+        for precision in PRECISIONS:
+            for device in devices:
+                case = Case("*", name, precision, 0, 1, device)
+                verdict = "supported" if device == "cpu" else "supported (with a GPU)"
+                if device not in backend.devices:
+                    verdict = f"does not run on {device}"
+                else:
+                    for rule in backend.unsupported:
+                        if rule.matches(case):
+                            verdict = rule.reason
+                            break
+                rows.append((name, precision, device, verdict))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
+from medgate.agreement import summary_table
 from medgate.backends.base import Session
 from medgate.config import SuiteConfig, add_options
 from medgate.data import DatasetError
@@ -183,6 +184,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"medgate: threads={suite.threads} throughput-batch={suite.throughput_batch} "
         f"cache={suite.cache_dir}",
     ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    workspace = config.stash.get(WORKSPACE, None)
+    if workspace is None or not workspace.agreements:
+        return
+    terminalreporter.write_sep("-", "medgate: agreement with eager fp32")
+    terminalreporter.write_line(summary_table(workspace.agreements, workspace.agreement_precisions))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import copy
 import sys
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import torch
 from torch import nn
 
+from medgate.agreement import Agreement
 from medgate.backends.base import BuildContext, Session
 from medgate.config import SuiteConfig
 from medgate.data import Dataset, load_dataset, preprocess, sha256_file
@@ -48,12 +50,19 @@ class Workspace:
         self._sessions: OrderedDict[tuple[str, str, str, int, str], Session] = OrderedDict()
         self.facts = cache(self._facts)
         self.inputs = cache(self._inputs)
+        self.calibration_batches = cache(self._calibration_batches)
+        #: Derived models (a PT2E-quantized graph) shared by every build of the run.
+        self._memo: dict[str, Any] = {}
+        #: Agreement of each checked case (by id) with eager fp32, for the end-of-run table.
+        self.agreements: dict[str, Agreement] = {}
+        self.agreement_precisions: dict[str, str] = {}
         # Exports live for one run: a cache keyed by weights alone would keep serving the graph
         # of yesterday's forward() after a code change, and hide exactly the regression we gate.
         self._artifacts = tempfile.TemporaryDirectory(prefix="medgate-artifacts-")
 
     def close(self) -> None:
         self._sessions.clear()
+        self._memo.clear()
         self._artifacts.cleanup()
 
     def spec(self, model: str) -> ModelSpec:
@@ -100,6 +109,15 @@ class Workspace:
         images = test.images[index.numpy()]
         return preprocess(images, size, spec.mean, spec.std, spec.in_chans)
 
+    def _calibration_batches(self, model: str, size: int) -> tuple[torch.Tensor, ...]:
+        """The calibration recipe's images of its split (never ``test``), preprocessed, batched."""
+        recipe = self.config.calibration
+        spec = self.spec(model)
+        split = self.dataset(model).split(recipe.split)
+        count = min(recipe.samples, len(split))
+        images = preprocess(split.images[:count], size, spec.mean, spec.std, spec.in_chans)
+        return tuple(images.split(recipe.batch))
+
     def _facts(self, model: str, size: int) -> ModelFacts:
         return model_facts(self.trained_model(model), self.inputs(model, size, 1))
 
@@ -114,11 +132,29 @@ class Workspace:
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
         model = copy.deepcopy(self.trained_model(case.model))
-        context = BuildContext(case, self.artifact_dir(case), self.config.threads)
+        context = BuildContext(
+            case,
+            self.artifact_dir(case),
+            self.config.threads,
+            weights_sha256=self.weights(case.model).sha256,
+            calibration=lambda: self.calibration_batches(case.model, case.input_size),
+            calibration_recipe=self.config.calibration,
+            memo=self._memo,
+        )
         example = self.inputs(case.model, case.input_size, 1)
+        started = time.perf_counter()
         session = get_backend(case.backend).prepare(model, example, context)
+        session.prepare_s = time.perf_counter() - started
         self._sessions[key] = session
         return session
+
+    def check_agreement(self, case: Case, candidate: torch.Tensor) -> Agreement:
+        """Compare ``candidate`` logits with eager fp32's on the same inputs, and record it."""
+        reference = self.reference_logits(case.model, case.input_size, case.batch)
+        agreement = Agreement.between(reference, candidate)
+        self.agreements[case.id] = agreement
+        self.agreement_precisions[case.id] = case.precision
+        return agreement
 
     def reference_logits(self, model: str, size: int, count: int) -> torch.Tensor:
         with torch.inference_mode():

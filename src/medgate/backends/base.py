@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from medgate.matrix import Case
+from medgate.matrix import Case, Unsupported
+from medgate.precision import CALIBRATION, CalibrationRecipe
+
+
+def no_calibration() -> Sequence[torch.Tensor]:
+    raise RuntimeError("this build was given no calibration data")
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a backend may use to build a session: the case, a directory for its artifacts
-    (one per model, size and device, living for this run) and the thread budget."""
+    """What a backend may use to build a session.
+
+    ``artifact_dir`` is one directory per model, size and device, living for this run.
+    ``calibration`` returns preprocessed batches of the calibration split (built on first call).
+    ``memo`` is shared by every build of the run: derived models (a quantized graph) are built
+    once under ``artifact_key`` and reused by the latency, throughput and agreement sessions.
+    """
 
     case: Case
     artifact_dir: Path
     threads: int
+    weights_sha256: str = "unknown"
+    calibration: Callable[[], Sequence[torch.Tensor]] = no_calibration
+    calibration_recipe: CalibrationRecipe = CALIBRATION
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def artifact_key(self, kind: str) -> str:
+        """Model + checkpoint + recipe: what a derived artifact depends on."""
+        case = self.case
+        recipe = self.calibration_recipe.key if "static" in kind else "none"
+        return (
+            f"{case.model}-{case.input_size}px-{case.device}-{kind}-"
+            f"{self.weights_sha256[:12]}-{recipe}"
+        )
 
 
 class Session(ABC):
@@ -32,6 +56,9 @@ class Session(ABC):
     def __init__(self, device: str, artifact: Path | None = None) -> None:
         self.device = device
         self.artifact = artifact
+        #: Seconds ``Backend.prepare`` took (export, quantization, compile set-up); set by the
+        #: workspace, reported in ``extra_info``.
+        self.prepare_s: float | None = None
 
     def place(self, batch: torch.Tensor) -> Any:
         """Move a preprocessed CPU batch where ``run`` wants it (outside the timed region)."""
@@ -54,9 +81,12 @@ class Session(ABC):
 class Backend(ABC):
     name: ClassVar[str]
     devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
+    #: The precision x device combinations this backend cannot run, with why: its rows of the
+    #: capability table (``medgate capabilities`` prints the whole table).
+    unsupported: ClassVar[tuple[Unsupported, ...]] = ()
 
-    def unavailable_reason(self, device: str) -> str | None:
-        """Why this backend cannot run on ``device`` here (a missing optional dependency)."""
+    def unavailable_reason(self, case: Case) -> str | None:
+        """Why ``case`` cannot run on this machine (a missing optional dependency or provider)."""
         return None
 
     @abstractmethod

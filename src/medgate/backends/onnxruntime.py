@@ -1,80 +1,94 @@
-"""ONNX Runtime on the CPU execution provider, from a ``torch.onnx.export`` of the model.
+"""ONNX Runtime: the CPU execution provider on ``cpu``, the CUDA execution provider on ``cuda``.
 
-``onnxruntime`` is imported inside, so a machine without it skips these cases with a reason.
+``onnxruntime`` is imported inside, so a machine without it (or without onnxruntime-gpu's CUDA
+provider) skips these cases with a reason. Inputs and outputs go through an IOBinding on the
+session's device, so on CUDA the timed rounds measure the graph, not a host-to-device copy of the
+input (the PyTorch backends also place inputs before timing).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import tempfile
-import warnings
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
+from medgate.matrix import Case, Unsupported
+from medgate.onnx_artifacts import INPUT_NAME, OUTPUT_NAME, onnx_artifact
 from medgate.registry import register_backend
 
 
 class OnnxRuntimeSession(Session):
-    def __init__(self, inference: Any, artifact: Path) -> None:
-        super().__init__("cpu", artifact)
+    def __init__(self, inference: Any, context: BuildContext, artifact: Any) -> None:
+        super().__init__(context.case.device, artifact)
         self.inference = inference
-        self.input_name = inference.get_inputs()[0].name
+        self.binding = inference.io_binding()
 
     def place(self, batch: torch.Tensor) -> Any:
-        return np.ascontiguousarray(batch.numpy())
+        import onnxruntime as ort
+
+        array = np.ascontiguousarray(batch.numpy())
+        return ort.OrtValue.ortvalue_from_numpy(array, self.device, 0)
 
     def run(self, placed: Any) -> torch.Tensor:
-        return torch.from_numpy(self.inference.run(None, {self.input_name: placed})[0])
+        self.binding.bind_ortvalue_input(INPUT_NAME, placed)
+        self.binding.bind_output(OUTPUT_NAME, self.device)
+        self.inference.run_with_iobinding(self.binding)
+        return torch.from_numpy(self.binding.copy_outputs_to_cpu()[0])
 
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """Export with a dynamic batch axis, once per run (sizes share nothing: one file each).
-
-    The TorchScript-based exporter (``dynamo=False``) is used on purpose: it exports
-    MobileNetV2 in 0.7 s where the dynamo exporter took 20 s here, and ORT optimizes both
-    graphs to the same fused kernels.
-    """
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        staged = Path(scratch) / path.name
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.cpu().eval(),
-                (example.cpu(),),
-                str(staged),
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        staged.replace(path)
-    return path
+    def synchronize(self) -> None:
+        # run_with_iobinding returns once the provider's stream is done.
+        return None
 
 
 @register_backend
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    devices = frozenset({"cpu"})
+    providers: ClassVar[dict[str, str]] = {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+    }
+    unsupported = (
+        Unsupported(
+            precision="bf16",
+            reason="onnxruntime has no bf16 Conv kernels; its float16 converter targets fp16",
+        ),
+        Unsupported(
+            precision="int8-dynamic",
+            device="cuda",
+            reason="quantize_dynamic emits ConvInteger, which the CUDA execution provider lacks",
+        ),
+    )
 
-    def unavailable_reason(self, device: str) -> str | None:
+    def unavailable_reason(self, case: Case) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed (pip install onnxruntime)"
+            return "onnxruntime is not installed (pip install -e '.[cpu]' or '.[cuda]')"
+        import onnxruntime as ort
+
+        provider = self.providers[case.device]
+        if provider not in ort.get_available_providers():
+            return (
+                f"this onnxruntime build has no {provider} "
+                f"(available: {', '.join(ort.get_available_providers())}); "
+                "pip install -e '.[cuda]' brings onnxruntime-gpu"
+            )
         return None
+
+    def execution_providers(self, context: BuildContext) -> list[Any]:
+        return [self.providers[context.case.device]]
+
+    def graph_precision(self, precision: str) -> str:
+        """Which ONNX graph (see ``medgate.onnx_artifacts``) this backend runs for a precision."""
+        return precision
 
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
         import onnxruntime as ort
 
-        artifact = export_onnx(
-            model, example, context.artifact_dir / f"{context.case.precision}.onnx"
+        artifact = onnx_artifact(
+            model, example, context, self.graph_precision(context.case.precision)
         )
         options = ort.SessionOptions()
         options.intra_op_num_threads = context.threads
@@ -83,6 +97,6 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         inference = ort.InferenceSession(
-            str(artifact), sess_options=options, providers=["CPUExecutionProvider"]
+            str(artifact), sess_options=options, providers=self.execution_providers(context)
         )
-        return OnnxRuntimeSession(inference, artifact)
+        return OnnxRuntimeSession(inference, context, artifact)

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
-from medgate.backends.eager import EagerSession
+from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
+from medgate.matrix import Unsupported
 from medgate.registry import register_backend
+from medgate.torch_precision import for_precision
 
 
 class TorchScriptSession(EagerSession):
@@ -21,16 +23,26 @@ class TorchScriptSession(EagerSession):
 @register_backend
 class TorchScriptBackend(Backend):
     name = "torchscript"
+    unsupported = (
+        *TORCH_UNSUPPORTED,
+        Unsupported(
+            precision="int8-static",
+            reason="TorchScript has no maintained static int8 path in torch 2.14 (eager-mode and "
+            "FX quantization are deprecated); see compile and onnxruntime",
+        ),
+    )
 
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
         device = context.case.device
-        module = model.to(device).eval()
+        ready = for_precision(model, example, context)
         artifact = context.artifact_dir / f"torchscript-{context.case.precision}.pt"
         artifact.parent.mkdir(parents=True, exist_ok=True)
         # torch 2.14 deprecates TorchScript; teams still ship it, so the gate still measures it.
         with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", FutureWarning)
-            traced = torch.jit.trace(module, example.to(device), check_trace=False)
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(
+                ready.module, example.to(device=device, dtype=ready.input_dtype), check_trace=False
+            )
             frozen = torch.jit.freeze(traced)
             torch.jit.save(frozen, str(artifact))
-        return TorchScriptSession(frozen, device, artifact)
+        return TorchScriptSession(frozen, device, artifact, input_dtype=ready.input_dtype)

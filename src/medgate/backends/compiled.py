@@ -1,0 +1,46 @@
+"""``torch.compile`` with inductor: what a team gets from one line, compile time included.
+
+Compilation happens on the first call of each new batch shape, inside the warm-up, so it never
+reaches the timed rounds; ``medgate.bench`` reports that first call as ``first_call_s``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from medgate.backends.base import Backend, BuildContext, Session
+from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
+from medgate.matrix import Case
+from medgate.registry import register_backend
+from medgate.torch_precision import for_precision
+
+
+class CompiledSession(EagerSession):
+    def place(self, batch: torch.Tensor) -> Any:
+        placed = super().place(batch)
+        # Batches above one share a graph with a symbolic batch axis (one compile for the
+        # throughput and agreement batches); batch 1 keeps its own static graph, as it would in
+        # a bs1 deployment.
+        if placed.shape[0] > 1:
+            torch._dynamo.maybe_mark_dynamic(placed, 0)
+        return placed
+
+
+@register_backend
+class CompileBackend(Backend):
+    name = "compile"
+    unsupported = TORCH_UNSUPPORTED
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        if case.precision == "int8-static" and importlib.util.find_spec("torchao") is None:
+            return "PT2E int8 needs torchao (pip install torchao)"
+        return None
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
+        ready = for_precision(model, example, context)
+        compiled = cast(nn.Module, torch.compile(ready.module, backend="inductor"))
+        return CompiledSession(compiled, context.case.device, input_dtype=ready.input_dtype)

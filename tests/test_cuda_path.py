@@ -1,0 +1,145 @@
+"""The CUDA lane's code paths, checked without a GPU: skip reasons, providers, synchronized
+timing and the peak-memory figure. (The lane itself runs with ``-m cuda`` on a machine with one.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medgate.backends import BuildContext, Session
+from medgate.bench import time_case
+from medgate.facts import ModelFacts
+from medgate.matrix import Case, skip_reason
+from medgate.registry import get_backend
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, reduced to what ``time_case`` uses."""
+
+    def __init__(self, rounds: int = 5) -> None:
+        self.rounds = rounds
+        self.group = ""
+        self.extra_info: dict[str, Any] = {}
+
+    def __call__(self, step: Callable[[], None]) -> None:
+        for _ in range(self.rounds):
+            step()
+
+
+class CountingSession(Session):
+    def __init__(self, device: str, log: list[str]) -> None:
+        super().__init__(device)
+        self.log = log
+
+    def place(self, batch: torch.Tensor) -> Any:
+        return batch
+
+    def run(self, placed: Any) -> torch.Tensor:
+        self.log.append("run")
+        return placed
+
+    def synchronize(self) -> None:
+        self.log.append("sync")
+        super().synchronize()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"synchronize": 0, "reset_peak": 0}
+
+    def synchronize() -> None:
+        calls["synchronize"] += 1
+
+    def reset_peak_memory_stats() -> None:
+        calls["reset_peak"] += 1
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset_peak_memory_stats)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 123_456_789)
+    return calls
+
+
+def test_cuda_timing_synchronizes_every_round_and_records_peak_memory(
+    fake_gpu: dict[str, int],
+) -> None:
+    log: list[str] = []
+    session = CountingSession("cuda", log)
+    benchmark = FakeBenchmark(rounds=5)
+    case = Case("tiny_cnn", "eager", "fp16", 16, 1, "cuda")
+    time_case(benchmark, case, session, torch.zeros(1, 1, 16, 16), ModelFacts(10, 40, 1000))
+    timed = log[-10:]
+    assert timed == ["run", "sync"] * 5  # no round ends before the GPU has finished
+    assert fake_gpu["reset_peak"] == 1  # after warm-up, so the figure is inference only
+    assert benchmark.extra_info["cuda_max_memory_allocated"] == 123_456_789
+    assert benchmark.extra_info["device"] == "cuda"
+    assert benchmark.extra_info["first_call_s"] >= 0
+    assert benchmark.group == "tiny_cnn 16px bs1 cuda"
+
+
+def test_cpu_timing_records_no_gpu_memory() -> None:
+    benchmark = FakeBenchmark()
+    case = Case("tiny_cnn", "eager", "fp32", 16, 1, "cpu")
+    time_case(benchmark, case, CountingSession("cpu", []), torch.zeros(1), ModelFacts(1, 4, 1))
+    assert "cuda_max_memory_allocated" not in benchmark.extra_info
+
+
+@pytest.mark.usefixtures("fake_gpu")
+@pytest.mark.parametrize(
+    ("backend", "precision", "expected"),
+    [
+        ("eager", "fp16", None),
+        ("compile", "bf16", None),
+        ("torchscript", "fp32", None),
+        ("eager", "int8-dynamic", "*dynamic quantization has CPU*kernels only"),
+        ("compile", "int8-static", "*X86InductorQuantizer targets x86 CPUs"),
+        ("onnxruntime", "int8-dynamic", "*ConvInteger*"),
+        ("tensorrt", "bf16", "*offers fp32, fp16 and int8"),
+    ],
+)
+def test_cuda_capabilities_with_a_gpu_present(
+    backend: str, precision: str, expected: str | None
+) -> None:
+    reason = skip_reason(Case("tiny_cnn", backend, precision, 16, 1, "cuda"))
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        pytest.LineMatcher([reason]).fnmatch_lines([expected])
+
+
+@pytest.mark.usefixtures("fake_gpu")
+@pytest.mark.parametrize(
+    ("backend", "provider"),
+    [("onnxruntime", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")],
+)
+def test_a_cpu_only_onnxruntime_names_the_missing_provider_and_the_fix(
+    backend: str, provider: str
+) -> None:
+    import onnxruntime
+
+    if provider in onnxruntime.get_available_providers():
+        pytest.skip(f"this onnxruntime has {provider}")
+    reason = skip_reason(Case("tiny_cnn", backend, "fp32", 16, 1, "cuda"))
+    assert reason is not None
+    assert f"no {provider}" in reason
+    assert "'.[cuda]'" in reason
+
+
+def test_tensorrt_builds_fp16_and_int8_from_the_right_graph(tmp_path: Path) -> None:
+    backend = get_backend("tensorrt")
+    assert backend.graph_precision("fp16") == "fp32"  # type: ignore[attr-defined]
+    assert backend.graph_precision("int8-static") == "int8-static"  # type: ignore[attr-defined]
+    for precision, flag in (("fp16", "trt_fp16_enable"), ("int8-static", "trt_int8_enable")):
+        case = Case("tiny_cnn", "tensorrt", precision, 16, 1, "cuda")
+        providers = backend.execution_providers(  # type: ignore[attr-defined]
+            BuildContext(case, tmp_path, threads=1)
+        )
+        name, options = providers[0]
+        assert name == "TensorrtExecutionProvider"
+        assert options[flag] is True
+        assert providers[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
