@@ -12,7 +12,29 @@ from torch import nn
 from torchvision import models as tv
 
 from fixtures import mri_artifact
-from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
+from medgate import KnownDisagreement, ModelSpec, StagedClassifier, TrainRecipe, register_model
+
+NEAR_TIES = (
+    "this CPU-trained checkpoint (73.8 % test accuracy) keeps its two logits within ~0.01 of "
+    "each other, so int8 rounding of even the head alone flips near-ties (75-81 % top-1 "
+    "agreement at max |delta logit| <= 0.03)"
+)
+KNOWN_DISAGREEMENTS = (
+    KnownDisagreement("eager-int8-dynamic-192", NEAR_TIES),
+    KnownDisagreement("torchscript-int8-dynamic-192", NEAR_TIES),
+    KnownDisagreement("compile-int8-dynamic-192", NEAR_TIES),
+    KnownDisagreement("onnxruntime-int8-dynamic-224", NEAR_TIES),
+    KnownDisagreement(
+        "compile-int8-static-*",
+        "PT2E x86 static int8 (torchao 0.18) of this checkpoint agrees on only 33-41 % of "
+        "test images (max |delta logit| 0.05-0.41)",
+    ),
+    KnownDisagreement(
+        "onnxruntime-int8-static-*",
+        "MinMax static int8 of the SiLU / squeeze-excitation blocks moves the logits by ~0.95 "
+        "(percentile calibration did no better)",
+    ),
+)
 
 VARIANTS: dict[str, Callable[..., tv.EfficientNet]] = {
     "b0": tv.efficientnet_b0,
@@ -33,9 +55,10 @@ def _register(variant: str, build: Callable[..., tv.EfficientNet]) -> None:
         mean=(0.3, 0.3, 0.3),
         std=(0.25, 0.25, 0.25),
         dataset=mri_artifact.RECIPE,
-        train=TrainRecipe(train_size=112, epochs=4, optimizer="sgd", lr=0.05, weight_decay=4e-5),
+        train=TrainRecipe(train_size=192, epochs=6, optimizer="sgd", lr=0.015, weight_decay=4e-5),
         in_default_matrix=variant == "b0",
-        notes="trained at 112 px on CPU to keep the recipe in minutes",
+        notes="trained from scratch at its smallest size, 192 px",
+        known_disagreements=KNOWN_DISAGREEMENTS if variant == "b0" else (),
     )
 
     @register_model(spec)

@@ -64,6 +64,9 @@ def test_backend_agrees_with_eager_within_its_precision(
     if backend in ("torchscript", "onnxruntime"):
         assert session.artifact_bytes is not None
         assert session.artifact_bytes > 0
+    if backend == "compile":
+        assert session.compile_s is not None
+        assert session.compile_s > 0
 
 
 def test_onnx_int8_is_smaller_than_fp32_on_disk(

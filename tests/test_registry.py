@@ -7,7 +7,7 @@ from torch import nn
 
 import tiny_zoo
 from medgate import create_model, get_spec, list_backends, list_models, register_model
-from medgate.registry import UnknownNameError
+from medgate.registry import KnownDisagreement, UnknownNameError
 
 
 def test_create_model_builds_the_registered_architecture() -> None:
@@ -68,3 +68,14 @@ def test_the_zoo_registers_every_seed_model() -> None:
     assert not get_spec("artifact_efficientnet_b3").in_default_matrix
     params = sum(p.numel() for p in create_model("brain_mri_mobilenet_v2").parameters())
     assert 2.2e6 < params < 2.3e6  # the seed's 2.2 M
+
+
+def test_a_known_disagreement_matches_backend_precision_and_size() -> None:
+    known = KnownDisagreement("onnxruntime-int8-static-*", "reviewed")
+    assert known.matches("onnxruntime", "int8-static", 224)
+    assert not known.matches("onnxruntime", "int8-dynamic", 224)
+    assert not known.matches("compile", "int8-static", 224)
+    assert KnownDisagreement("eager-int8-dynamic-192", "x").matches("eager", "int8-dynamic", 192)
+    assert not KnownDisagreement("eager-int8-dynamic-192", "x").matches(
+        "eager", "int8-dynamic", 224
+    )

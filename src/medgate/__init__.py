@@ -3,6 +3,7 @@
 from medgate.data import SyntheticRecipe
 from medgate.matrix import Case
 from medgate.registry import (
+    KnownDisagreement,
     ModelSpec,
     create_model,
     get_spec,
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Case",
+    "KnownDisagreement",
     "ModelSpec",
     "StagedClassifier",
     "SyntheticRecipe",

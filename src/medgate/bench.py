@@ -49,6 +49,7 @@ def time_case(
             "flops_per_sample": facts.flops_per_sample,
             "artifact_bytes": session.artifact_bytes,
             "prepare_s": session.prepare_s,
+            "compile_s": session.compile_s,
             "first_call_s": first_call_s,
         }
     )

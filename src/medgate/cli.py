@@ -15,7 +15,7 @@ from tabulate import tabulate
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.config import comma_list, default_cache_dir, model_paths, thread_count
 from medgate.data import DatasetError, load_dataset
-from medgate.matrix import Case, capability_table, select_models, skip_reason
+from medgate.matrix import Case, capability_table, machine_skip_reason, select_models
 from medgate.registry import get_spec, list_backends
 from medgate.report import render
 from medgate.training import CheckpointError, ensure_checkpoint, load_trained, split_accuracy
@@ -85,10 +85,10 @@ def _capabilities(args: argparse.Namespace) -> int:
     """The capability table, with this machine's own verdict beside the declared one."""
     rows = []
     for backend, precision, device, declared in capability_table():
-        here = skip_reason(Case("probe", backend, precision, 1, 1, device))
-        if not declared.startswith("supported"):
-            here = "-"
-        rows.append([backend, precision, device, declared, "runs" if here is None else here])
+        here = "-"
+        if declared.startswith("supported"):
+            here = machine_skip_reason(Case("probe", backend, precision, 1, 1, device)) or "runs"
+        rows.append([backend, precision, device, declared, here])
     headers = ["backend", "precision", "device", "declared", "on this machine"]
     print(tabulate(rows, headers=headers, maxcolwidths=[None, None, None, 50, 50]))
     return 0

@@ -43,32 +43,24 @@ class Case:
         return (self.model, self.backend, self.precision, self.input_size, self.device)
 
 
-@dataclass(frozen=True)
-class Unsupported:
-    """A combination that cannot run; fields are globs, ``reason`` is shown on the skip."""
-
-    reason: str
-    backend: str = "*"
-    precision: str = "*"
-    device: str = "*"
-
-    def matches(self, case: Case) -> bool:
-        return (
-            fnmatch.fnmatchcase(case.backend, self.backend)
-            and fnmatch.fnmatchcase(case.precision, self.precision)
-            and fnmatch.fnmatchcase(case.device, self.device)
-        )
-
-
 def skip_reason(case: Case) -> str | None:
-    """Why ``case`` cannot run here, or None: the backend's capability rows first, then what this
-    machine lacks (a GPU, native bf16, an optional package)."""
+    """Why ``case`` cannot run here, or None: the backend's capability rows, the model's own
+    (an architecture a tool rejects), then what this machine lacks."""
     backend = get_backend(case.backend)
     if case.device not in backend.devices:
         return f"{case.backend} does not run on {case.device}"
     for rule in backend.unsupported:
         if rule.matches(case):
             return f"{case.backend}/{case.precision}/{case.device}: {rule.reason}"
+    for rule in get_spec(case.model).unsupported:
+        if rule.matches(case):
+            return f"{case.model} on {case.backend}/{case.precision}: {rule.reason}"
+    return machine_skip_reason(case)
+
+
+def machine_skip_reason(case: Case) -> str | None:
+    """What this machine lacks for ``case``: a GPU, native bf16, an optional package."""
+    backend = get_backend(case.backend)
     if case.device == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available on this machine"
     if case.precision == "bf16" and case.device == "cpu":

@@ -118,6 +118,11 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch.numpy()}
 
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     prepared = _preprocessed(source)
     case = context.case
 
@@ -137,7 +142,7 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=methods[context.calibration_recipe.method],
         )
 
     return _staged(path, write)

@@ -102,13 +102,19 @@ def workspace_of(config: pytest.Config) -> Workspace:
     return config.stash[WORKSPACE]
 
 
-def _marks(case: Case) -> list[pytest.MarkDecorator]:
+def _marks(case: Case, batch: str) -> list[pytest.MarkDecorator]:
+    spec = get_spec(case.model)
     marks = [getattr(pytest.mark, case.device)]
-    if case.input_size == get_spec(case.model).default_smoke_size:
+    if case.input_size == spec.default_smoke_size:
         marks.append(pytest.mark.smoke)
     reason = skip_reason(case)
     if reason is not None:
         marks.append(pytest.mark.skip(reason=reason))
+    if batch == "agreement":
+        for known in spec.known_disagreements:
+            if known.matches(case.backend, case.precision, case.input_size):
+                marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
+                break
     return marks
 
 
@@ -128,7 +134,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     cases = build_cases(suite.matrix, batch)
     metafunc.parametrize(
         "medgate_case",
-        [pytest.param(case, id=case.id, marks=_marks(case)) for case in cases],
+        [pytest.param(case, id=case.id, marks=_marks(case, options.batch)) for case in cases],
     )
 
 

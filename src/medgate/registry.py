@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from medgate.backends.base import Backend
     from medgate.data import SyntheticRecipe
+    from medgate.matrix import Case
     from medgate.training import TrainRecipe
 
 T = TypeVar("T")
@@ -27,6 +28,37 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A combination that cannot run; fields are globs, ``reason`` is shown on the skip."""
+
+    reason: str
+    backend: str = "*"
+    precision: str = "*"
+    device: str = "*"
+
+    def matches(self, case: Case) -> bool:
+        return (
+            fnmatch.fnmatchcase(case.backend, self.backend)
+            and fnmatch.fnmatchcase(case.precision, self.precision)
+            and fnmatch.fnmatchcase(case.device, self.device)
+        )
+
+
+@dataclass(frozen=True)
+class KnownDisagreement:
+    """A reviewed exception to the agreement check: the cases matching ``cases`` (a glob over
+    ``backend-precision-size``, e.g. ``onnxruntime-int8-static-*``) are expected to disagree with
+    eager fp32, for ``reason``. They run as strict xfails: still measured, and the build fails
+    the day they start agreeing, so the exception is removed rather than forgotten."""
+
+    cases: str
+    reason: str
+
+    def matches(self, backend: str, precision: str, size: int) -> bool:
+        return fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", self.cases)
 
 
 @dataclass(frozen=True)
@@ -51,6 +83,10 @@ class ModelSpec:
     in_default_matrix: bool = True
     weights_from: str | None = None
     notes: str = ""
+    #: Backend x precision x device combinations this model cannot run, with why (e.g. a
+    #: quantizer that rejects its architecture); added to the backends' own rows.
+    unsupported: tuple[Unsupported, ...] = ()
+    known_disagreements: tuple[KnownDisagreement, ...] = ()
     license: str = "MIT (architecture: torchvision BSD-3-Clause where used)"
 
     def __post_init__(self) -> None:

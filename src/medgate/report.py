@@ -20,6 +20,8 @@ COLUMNS = (
     "samples/s",
     "MFLOP/sample",
     "artifact MB",
+    "compile s",
+    "first call s",
 )
 
 
@@ -58,10 +60,17 @@ def rows(benchmarks: list[dict[str, Any]], largest_only: bool = False) -> list[l
                 round(info["batch"] / stats["median"], 1),
                 round(info["flops_per_sample"] / 1e6),
                 round(artifact / 1e6, 1) if artifact else "",
+                _seconds(info.get("compile_s")),
+                _seconds(info.get("first_call_s")),
             ]
         )
     table.sort(key=lambda row: (row[0], -row[1], row[2], row[3], row[6]))
     return table
+
+
+def _seconds(value: float | None) -> str:
+    """Blank where a figure does not apply or an older baseline lacks it."""
+    return "" if value is None else f"{value:.2f}"
 
 
 def render(path: Path, largest_only: bool = False, fmt: str = "github") -> str:

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from medgate.matrix import Case, Unsupported
+from medgate.matrix import Case
 from medgate.precision import CALIBRATION, CalibrationRecipe
+from medgate.registry import Unsupported
 
 
 def no_calibration() -> Sequence[torch.Tensor]:
@@ -59,6 +60,8 @@ class Session(ABC):
         #: Seconds ``Backend.prepare`` took (export, quantization, compile set-up); set by the
         #: workspace, reported in ``extra_info``.
         self.prepare_s: float | None = None
+        #: Seconds spent compiling inside ``prepare`` (torch.compile), where there is such a step.
+        self.compile_s: float | None = None
 
     def place(self, batch: torch.Tensor) -> Any:
         """Move a preprocessed CPU batch where ``run`` wants it (outside the timed region)."""

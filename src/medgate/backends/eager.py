@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
-from medgate.matrix import Unsupported
-from medgate.registry import register_backend
+from medgate.registry import Unsupported, register_backend
 from medgate.torch_precision import for_precision
 
 #: Rows every PyTorch backend shares; each adds its own.

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
-from medgate.matrix import Case, Unsupported
+from medgate.matrix import Case
 from medgate.onnx_artifacts import INPUT_NAME, OUTPUT_NAME, onnx_artifact
-from medgate.registry import register_backend
+from medgate.registry import Unsupported, register_backend
 
 
 class OnnxRuntimeSession(Session):

@@ -12,8 +12,7 @@ from typing import Any, ClassVar
 
 from medgate.backends.base import BuildContext
 from medgate.backends.onnxruntime import OnnxRuntimeBackend
-from medgate.matrix import Unsupported
-from medgate.registry import register_backend
+from medgate.registry import Unsupported, register_backend
 
 
 @register_backend

@@ -9,8 +9,7 @@ from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
 from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
-from medgate.matrix import Unsupported
-from medgate.registry import register_backend
+from medgate.registry import Unsupported, register_backend
 from medgate.torch_precision import for_precision
 
 
