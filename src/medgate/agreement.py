@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from tabulate import tabulate
 
+from medgate.matrix import Case
 from medgate.precision import PRECISIONS, Precision
 
 
@@ -53,15 +54,15 @@ class Agreement:
         return f"disagrees with eager fp32 on {self.samples} test images: " + "; ".join(problems)
 
 
-def summary_table(results: dict[str, Agreement], precisions: dict[str, str]) -> str:
-    """One row per checked case id: agreement, the precision's tolerance and the verdict."""
+def summary_table(results: dict[Case, Agreement]) -> str:
+    """One row per checked case: agreement, the precision's tolerance and the verdict."""
     rows = []
-    for case_id, agreement in sorted(results.items()):
-        precision = PRECISIONS[precisions[case_id]]
+    for case, agreement in sorted(results.items()):
+        precision = PRECISIONS[case.precision]
         failure = agreement.failure(precision)
         rows.append(
             [
-                case_id,
+                case.id,
                 f"{agreement.top1:.1%}",
                 f"{agreement.relative_delta:.2g}",
                 f">={precision.min_top1_agreement:.0%}, <={precision.max_logit_delta:g}",

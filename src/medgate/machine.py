@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@cache
 def cpu_flags() -> frozenset[str]:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():

@@ -46,16 +46,24 @@ class Case:
 def skip_reason(case: Case) -> str | None:
     """Why ``case`` cannot run here, or None: the backend's capability rows, the model's own
     (an architecture a tool rejects), then what this machine lacks."""
+    declared = declared_reason(case)
+    if declared is not None:
+        return declared
+    for rule in get_spec(case.model).unsupported:
+        if rule.matches(case):
+            return f"{case.model} on {case.backend}/{case.precision}: {rule.reason}"
+    return machine_skip_reason(case)
+
+
+def declared_reason(case: Case) -> str | None:
+    """The backend's own capability rows: devices it runs on, combinations it cannot run."""
     backend = get_backend(case.backend)
     if case.device not in backend.devices:
         return f"{case.backend} does not run on {case.device}"
     for rule in backend.unsupported:
         if rule.matches(case):
             return f"{case.backend}/{case.precision}/{case.device}: {rule.reason}"
-    for rule in get_spec(case.model).unsupported:
-        if rule.matches(case):
-            return f"{case.model} on {case.backend}/{case.precision}: {rule.reason}"
-    return machine_skip_reason(case)
+    return None
 
 
 def machine_skip_reason(case: Case) -> str | None:
@@ -75,19 +83,11 @@ def capability_table(devices: tuple[str, ...] = DEVICES) -> list[tuple[str, str,
     from the backends' declared rows alone (not this machine's GPU or packages)."""
     rows = []
     for name in list_backends():
-        backend = get_backend(name)
         for precision in PRECISIONS:
             for device in devices:
-                case = Case("*", name, precision, 0, 1, device)
-                verdict = "supported" if device == "cpu" else "supported (with a GPU)"
-                if device not in backend.devices:
-                    verdict = f"does not run on {device}"
-                else:
-                    for rule in backend.unsupported:
-                        if rule.matches(case):
-                            verdict = rule.reason
-                            break
-                rows.append((name, precision, device, verdict))
+                declared = declared_reason(Case("*", name, precision, 0, 1, device))
+                supported = "supported" if device == "cpu" else "supported (with a GPU)"
+                rows.append((name, precision, device, declared or supported))
     return rows
 
 

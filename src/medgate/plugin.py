@@ -197,7 +197,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if workspace is None or not workspace.agreements:
         return
     terminalreporter.write_sep("-", "medgate: agreement with eager fp32")
-    terminalreporter.write_line(summary_table(workspace.agreements, workspace.agreement_precisions))
+    terminalreporter.write_line(summary_table(workspace.agreements))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -51,11 +51,12 @@ class Workspace:
         self.facts = cache(self._facts)
         self.inputs = cache(self._inputs)
         self.calibration_batches = cache(self._calibration_batches)
+        # Every backend x precision of a model and size is checked against the same logits.
+        self.reference_logits = cache(self._reference_logits)
         #: Derived models (a PT2E-quantized graph) shared by every build of the run.
         self._memo: dict[str, Any] = {}
-        #: Agreement of each checked case (by id) with eager fp32, for the end-of-run table.
-        self.agreements: dict[str, Agreement] = {}
-        self.agreement_precisions: dict[str, str] = {}
+        #: Agreement of each checked case with eager fp32, for the end-of-run table.
+        self.agreements: dict[Case, Agreement] = {}
         # Exports live for one run: a cache keyed by weights alone would keep serving the graph
         # of yesterday's forward() after a code change, and hide exactly the regression we gate.
         self._artifacts = tempfile.TemporaryDirectory(prefix="medgate-artifacts-")
@@ -152,11 +153,10 @@ class Workspace:
         """Compare ``candidate`` logits with eager fp32's on the same inputs, and record it."""
         reference = self.reference_logits(case.model, case.input_size, case.batch)
         agreement = Agreement.between(reference, candidate)
-        self.agreements[case.id] = agreement
-        self.agreement_precisions[case.id] = case.precision
+        self.agreements[case] = agreement
         return agreement
 
-    def reference_logits(self, model: str, size: int, count: int) -> torch.Tensor:
+    def _reference_logits(self, model: str, size: int, count: int) -> torch.Tensor:
         with torch.inference_mode():
             logits: torch.Tensor = self.trained_model(model)(self.inputs(model, size, count))
         return logits
