@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COMPARE_FAIL ?= median:25%
 
-.PHONY: gate smoke test lint baseline train clean
+.PHONY: gate smoke accuracy test lint baseline train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ gate: $(STAMP)
 ## One size per model and backend: the quick pre-merge lane (timings reported, not gated).
 smoke: $(STAMP)
 	$(BIN)/pytest perf_tests -m "smoke and cpu"
+
+## Sensitivity, specificity, accuracy, AUROC of every CPU case vs fp32, baselines/accuracy, floors.
+accuracy: $(STAMP)
+	$(BIN)/pytest perf_tests -m "accuracy and cpu"
 
 ## medgate's own tests.
 test: $(STAMP)

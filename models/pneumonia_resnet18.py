@@ -13,7 +13,15 @@ from torch import nn
 from torchvision.models import resnet18
 
 from fixtures import chest_xray
-from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
+from medgate import (
+    AccuracyPolicy,
+    Floor,
+    KnownDisagreement,
+    ModelSpec,
+    StagedClassifier,
+    TrainRecipe,
+    register_model,
+)
 from medgate.registry import Unsupported
 
 #: Measured on torch 2.14.1 + torchao 0.18.0: prepare_pt2e fails on ResNet-18's residual blocks.
@@ -22,6 +30,29 @@ PT2E_REJECTS_RESNET = Unsupported(
     precision="int8-static",
     reason="torchao 0.18's X86InductorQuantizer rejects ResNet-18's residual add "
     "('Input partition has more than one output node'); ONNX Runtime's int8-static runs it",
+)
+
+#: The seed targeted > 98 % sensitivity on full-resolution radiographs. Trained here by the
+#: 3-epoch CPU recipe at 64 px (from 28-px PneumoniaMNIST, or the synthetic set), fp32 reaches
+#: 89.7 % sensitivity / 0.959 AUROC on the real test split and 88.0 % / 0.915 on the bundled one
+#: (measured, see the README), so a 98 % floor would fail every build. These floors hold every
+#: backend and precision to a few points under what fp32 reaches at the size it was trained at.
+FLOORS = (
+    Floor("sensitivity", 0.85, cases="*-64", reason="pneumonia screen sensitivity floor"),
+    Floor("auroc", 0.93, dataset="pneumoniamnist*", cases="*-64", reason="real-data AUROC floor"),
+    Floor("auroc", 0.90, dataset="synthetic_*", cases="*-64", reason="bundled-data AUROC floor"),
+)
+
+#: Measured by the accuracy gate on the real data: passes agreement (97.4 % top-1), fails
+#: sensitivity. The operating point moves (8 pneumonia images lost, 0 gained, exact McNemar
+#: p = 0.004) while the ranking holds (AUROC 0.961 vs fp32's 0.959). MinMax calibration is the
+#: suspect: it lets outliers of 128 val images set the activation ranges.
+INT8_STATIC_LOSES_SENSITIVITY = KnownDisagreement(
+    "onnxruntime-int8-static-64",
+    "ORT static int8 (MinMax, 128 val images) drops sensitivity 89.7 % -> 86.3 % on real "
+    "PneumoniaMNIST at 64 px (McNemar p = 0.004)",
+    gates=("accuracy",),
+    dataset="pneumoniamnist*",
 )
 
 SPEC = ModelSpec(
@@ -37,6 +68,8 @@ SPEC = ModelSpec(
     train=TrainRecipe(train_size=64, epochs=3),
     smoke_size=64,
     unsupported=(PT2E_REJECTS_RESNET,),
+    known_disagreements=(INT8_STATIC_LOSES_SENSITIVITY,),
+    accuracy=AccuracyPolicy(floors=FLOORS),
 )
 
 UPSAMPLE_SPEC = ModelSpec(

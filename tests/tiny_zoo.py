@@ -29,7 +29,7 @@ RECIPE = SyntheticRecipe(
     classes=("background", "square"),
     generate=squares,
     native_size=16,
-    split_sizes=(("train", 96), ("val", 16), ("test", 48)),
+    split_sizes=(("train", 96), ("val", 16), ("test", 400)),
 )
 
 SPEC = ModelSpec(

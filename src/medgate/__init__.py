@@ -2,6 +2,7 @@
 
 from medgate.data import SyntheticRecipe
 from medgate.matrix import Case
+from medgate.policy import AccuracyPolicy, Floor
 from medgate.registry import (
     KnownDisagreement,
     ModelSpec,
@@ -18,7 +19,9 @@ from medgate.training import TrainRecipe
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccuracyPolicy",
     "Case",
+    "Floor",
     "KnownDisagreement",
     "ModelSpec",
     "StagedClassifier",

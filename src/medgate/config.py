@@ -119,12 +119,14 @@ OPTIONS = (
     Option("--throughput-batch", positive_int, "16", "batch size of the throughput tests"),
     Option("--threads", thread_count, "0", "torch and ORT intra-op threads (0: all cores)"),
     Option("--agreement-samples", positive_int, "64", "test images for the agreement check"),
+    Option("--accuracy-batch", positive_int, "64", "batch size of the accuracy evaluation"),
     Option(
         "--calibration-samples",
         positive_int,
         "128",
         "val-split images that calibrate static int8 scales",
     ),
+    Option("--baseline-dir", str, "baselines", "committed baselines (accuracy/, memory/)"),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),
     Option("--checkpoint", model_path, "", "MODEL=PATH: use your checkpoint", repeated=True),
     Option("--dataset", model_path, "", "MODEL=PATH: your .npz or ImageFolder", repeated=True),
@@ -149,6 +151,14 @@ def add_options(parser: pytest.Parser) -> None:
                 option.flag, dest=option.dest, type=option.parse, default=None, help=option.help
             )
         parser.addini(option.dest, option.help, type=kind, default=None)
+    group.addoption(
+        "--update-baselines",
+        action="store_true",
+        dest="medgate_update_baselines",
+        default=False,
+        help="record this run's figures as the baselines under --baseline-dir (atomic writes; "
+        "review the diff) instead of comparing with them",
+    )
     parser.addini(
         "medgate_zoo", "modules that register models (imported at start-up)", type="linelist"
     )
@@ -175,8 +185,12 @@ class SuiteConfig:
     throughput_batch: int
     threads: int
     agreement_samples: int
+    accuracy_batch: int
     calibration: CalibrationRecipe
     cache_dir: Path
+    baseline_dir: Path
+    root: Path
+    update_baselines: bool = False
     checkpoints: Mapping[str, Path] = field(default_factory=dict)
     datasets: Mapping[str, Path] = field(default_factory=dict)
     zoo: tuple[str, ...] = ()
@@ -201,10 +215,14 @@ class SuiteConfig:
             throughput_batch=values["medgate_throughput_batch"],
             threads=values["medgate_threads"],
             agreement_samples=values["medgate_agreement_samples"],
+            accuracy_batch=values["medgate_accuracy_batch"],
             calibration=CalibrationRecipe(samples=values["medgate_calibration_samples"]),
             cache_dir=Path(values["medgate_cache_dir"]).expanduser()
             if values["medgate_cache_dir"]
             else default_cache_dir(),
+            baseline_dir=_rooted(root, Path(values["medgate_baseline_dir"]).expanduser()),
+            root=root,
+            update_baselines=bool(config.getoption("medgate_update_baselines")),
             checkpoints=MappingProxyType({m: _rooted(root, p) for m, p in checkpoints.items()}),
             datasets=MappingProxyType({m: _rooted(root, p) for m, p in datasets.items()}),
             zoo=tuple(config.getini("medgate_zoo")),

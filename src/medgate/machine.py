@@ -58,6 +58,28 @@ def _version(package: str) -> str | None:
         return None
 
 
+#: Packages whose version can move a figure medgate records.
+RECORDED_PACKAGES = (
+    "medgate",
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnx",
+    "torchao",
+    "numpy",
+    "scikit-learn",
+    "scipy",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of ``RECORDED_PACKAGES`` (absent ones left out) and Python's."""
+    versions = {name: _version(name) for name in RECORDED_PACKAGES}
+    found = {name: version for name, version in versions.items() if version is not None}
+    return {"python": platform.python_version(), **found}
+
+
 def machine_facts(threads: int) -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     facts: dict[str, Any] = {
@@ -66,19 +88,7 @@ def machine_facts(threads: int) -> dict[str, Any]:
         "usable_cores": usable,
         "threads": threads,
         "torch_threads": torch.get_num_threads(),
-        "versions": {
-            name: _version(name)
-            for name in (
-                "medgate",
-                "torch",
-                "torchvision",
-                "onnxruntime",
-                "onnxruntime-gpu",
-                "onnx",
-                "torchao",
-            )
-            if _version(name) is not None
-        },
+        "versions": library_versions(),
         "native_bf16": missing_native_bf16() is None,
         "cuda": None,
     }

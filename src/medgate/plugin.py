@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
+from medgate.accuracy_baselines import BaselineError
+from medgate.accuracy_report import accuracy_tables, missing_baselines
 from medgate.agreement import summary_table
 from medgate.backends.base import Session
 from medgate.config import SuiteConfig, add_options
@@ -30,20 +32,21 @@ MARKERS = {
     "agreement": "a backend's logits checked against eager fp32",
     "accuracy": "metrics on the model's test split",
     "memory": "peak memory, measured apart from the timed tests",
-    "medgate(batch='latency'|'throughput'|'agreement')": (
-        "which batch the test's cases use: 1, --throughput-batch or --agreement-samples"
+    "medgate(batch='latency'|'throughput'|'agreement'|'accuracy')": (
+        "which batch the test's cases use: 1, --throughput-batch, --agreement-samples or "
+        "--accuracy-batch"
     ),
 }
 
 
-BATCHES = ("latency", "throughput", "agreement")
+BATCHES = ("latency", "throughput", "agreement", "accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
 class TestOptions:
     """Keyword arguments of ``@pytest.mark.medgate``; unknown ones are an error."""
 
-    batch: Literal["latency", "throughput", "agreement"] = "latency"
+    batch: Literal["latency", "throughput", "agreement", "accuracy"] = "latency"
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark | None, where: str) -> TestOptions:
@@ -89,7 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except UnknownNameError as error:
         raise pytest.UsageError(f"medgate: {error}") from error
     torch.set_num_threads(suite.threads)
-    config.stash[WORKSPACE] = Workspace(suite)
+    workspace = Workspace(suite)
+    config.stash[WORKSPACE] = workspace
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -102,7 +106,7 @@ def workspace_of(config: pytest.Config) -> Workspace:
     return config.stash[WORKSPACE]
 
 
-def _marks(case: Case, batch: str) -> list[pytest.MarkDecorator]:
+def _marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorator]:
     spec = get_spec(case.model)
     marks = [getattr(pytest.mark, case.device)]
     if case.input_size == spec.default_smoke_size:
@@ -110,11 +114,12 @@ def _marks(case: Case, batch: str) -> list[pytest.MarkDecorator]:
     reason = skip_reason(case)
     if reason is not None:
         marks.append(pytest.mark.skip(reason=reason))
-    if batch == "agreement":
-        for known in spec.known_disagreements:
-            if known.matches(case.backend, case.precision, case.input_size):
-                marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
-                break
+    for known in spec.known_disagreements:
+        if batch in known.gates and known.matches(
+            case.backend, case.precision, case.input_size, dataset
+        ):
+            marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
+            break
     return marks
 
 
@@ -130,11 +135,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "latency": 1,
         "throughput": suite.throughput_batch,
         "agreement": suite.agreement_samples,
+        "accuracy": suite.accuracy_batch,
     }[options.batch]
     cases = build_cases(suite.matrix, batch)
     metafunc.parametrize(
         "medgate_case",
-        [pytest.param(case, id=case.id, marks=_marks(case, options.batch)) for case in cases],
+        [
+            pytest.param(
+                case,
+                id=case.id,
+                marks=_marks(case, options.batch, workspace.dataset_name(case.model)),
+            )
+            for case in cases
+        ],
     )
 
 
@@ -165,23 +178,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if config.option.collectonly:
         return
-    models = sorted(
-        {
-            case.model
-            for item in session.items
-            if (case := _case_of(item)) is not None and item.get_closest_marker("skip") is None
-        }
-    )
-    if not models:
+    running = [
+        (item, case)
+        for item in session.items
+        if (case := _case_of(item)) is not None and item.get_closest_marker("skip") is None
+    ]
+    if not running:
         return
     workspace = workspace_of(config)
-    capture = config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        for model in models:
+    with workspace.uncaptured():
+        for model in sorted({case.model for _, case in running}):
             try:
                 workspace.weights(model)
             except (DatasetError, CheckpointError) as error:
                 raise pytest.UsageError(f"medgate: model {model}: {error}") from error
+    # A broken baseline file is one error before the run, not the same failure on every case.
+    for model in sorted(
+        {case.model for item, case in running if item.get_closest_marker("accuracy")}
+    ):
+        try:
+            workspace.accuracy.baseline(model)
+        except BaselineError as error:
+            raise pytest.UsageError(f"medgate: {error}") from error
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -192,12 +210,42 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Record baselines under ``--update-baselines``, unless the run was cut short."""
+    workspace = session.config.stash.get(WORKSPACE, None)
+    if workspace is None or not workspace.config.update_baselines:
+        return
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return
+    positives = {
+        case.model: get_spec(case.model).positive_class for case in workspace.accuracy.results
+    }
+    workspace.baselines_written = workspace.accuracy.write(positives)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     workspace = config.stash.get(WORKSPACE, None)
-    if workspace is None or not workspace.agreements:
+    if workspace is None:
         return
-    terminalreporter.write_sep("-", "medgate: agreement with eager fp32")
-    terminalreporter.write_line(summary_table(workspace.agreements))
+    if workspace.agreements:
+        terminalreporter.write_sep("-", "medgate: agreement with eager fp32")
+        terminalreporter.write_line(summary_table(workspace.agreements))
+    if workspace.accuracy.results:
+        table, failures = accuracy_tables(workspace.accuracy.results)
+        terminalreporter.write_sep("-", "medgate: accuracy on the test split")
+        terminalreporter.write_line(table)
+        if failures:
+            terminalreporter.write_sep("-", "medgate: accuracy findings that need a look")
+            terminalreporter.write_line(failures)
+        if not workspace.config.update_baselines:
+            for model, missing in missing_baselines(workspace.accuracy.results).items():
+                terminalreporter.write_line(
+                    f"medgate: {model}: {len(missing)} case(s) have no accuracy baseline in "
+                    f"{workspace.accuracy.display_path(model)} yet (not compared); record them "
+                    "with `pytest perf_tests -m accuracy --update-baselines` and commit the file"
+                )
+    for path in workspace.baselines_written:
+        terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")
 
 
 @pytest.hookimpl(optionalhook=True)

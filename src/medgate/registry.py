@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from medgate.policy import AccuracyPolicy
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -49,16 +51,22 @@ class Unsupported:
 
 @dataclass(frozen=True)
 class KnownDisagreement:
-    """A reviewed exception to the agreement check: the cases matching ``cases`` (a glob over
-    ``backend-precision-size``, e.g. ``onnxruntime-int8-static-*``) are expected to disagree with
-    eager fp32, for ``reason``. They run as strict xfails: still measured, and the build fails
-    the day they start agreeing, so the exception is removed rather than forgotten."""
+    """A reviewed exception: the cases matching ``cases`` (a glob over
+    ``backend-precision-size``, e.g. ``onnxruntime-int8-static-*``) are expected to fail the
+    ``gates`` named (``agreement`` with eager fp32's logits, ``accuracy`` against the fp32
+    reference's metrics), for ``reason``. They run as strict xfails: still measured, and the
+    build fails the day they start passing, so the exception is removed rather than forgotten.
+    ``dataset`` (a glob over dataset names) limits it to the data it was measured on."""
 
     cases: str
     reason: str
+    gates: tuple[str, ...] = ("agreement",)
+    dataset: str = "*"
 
-    def matches(self, backend: str, precision: str, size: int) -> bool:
-        return fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", self.cases)
+    def matches(self, backend: str, precision: str, size: int, dataset: str = "*") -> bool:
+        return fnmatch.fnmatchcase(
+            f"{backend}-{precision}-{size}", self.cases
+        ) and fnmatch.fnmatchcase(dataset, self.dataset)
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class ModelSpec:
     #: quantizer that rejects its architecture); added to the backends' own rows.
     unsupported: tuple[Unsupported, ...] = ()
     known_disagreements: tuple[KnownDisagreement, ...] = ()
+    #: Tolerated metric drops and absolute floors of the accuracy gate.
+    accuracy: AccuracyPolicy = field(default_factory=AccuracyPolicy)
     license: str = "MIT (architecture: torchvision BSD-3-Clause where used)"
 
     def __post_init__(self) -> None:

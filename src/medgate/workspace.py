@@ -6,11 +6,15 @@ datasets and exported graphs are also cached on disk under ``SuiteConfig.cache_d
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,22 +22,30 @@ from typing import IO, Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from medgate.accuracy_baselines import CheckpointIdentity, DatasetIdentity
+from medgate.accuracy_gate import RunIdentity
+from medgate.accuracy_run import AccuracyLedger, CaseAccuracy
 from medgate.agreement import Agreement
 from medgate.backends.base import BuildContext, Session
 from medgate.config import SuiteConfig
 from medgate.data import Dataset, load_dataset, preprocess, sha256_file
 from medgate.facts import ModelFacts, model_facts
 from medgate.matrix import Case
+from medgate.metrics import Evaluation
 from medgate.registry import ModelSpec, get_backend, get_spec
-from medgate.training import ensure_checkpoint, load_trained
+from medgate.training import checkpoint_key, ensure_checkpoint, load_trained
 
 
 @dataclass(frozen=True)
 class ResolvedWeights:
+    """``recipe_key`` is None for a checkpoint the user gave."""
+
     path: Path
     sha256: str
     trained_now: bool
+    recipe_key: str | None = None
 
 
 class Workspace:
@@ -57,6 +69,11 @@ class Workspace:
         self._memo: dict[str, Any] = {}
         #: Agreement of each checked case with eager fp32, for the end-of-run table.
         self.agreements: dict[Case, Agreement] = {}
+        self.reference_evaluation = cache(self._reference_evaluation)
+        self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
+        #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
+        self.baselines_written: list[Path] = []
+        self.uncaptured: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         # Exports live for one run: a cache keyed by weights alone would keep serving the graph
         # of yesterday's forward() after a code change, and hide exactly the regression we gate.
         self._artifacts = tempfile.TemporaryDirectory(prefix="medgate-artifacts-")
@@ -86,14 +103,15 @@ class Workspace:
         if model not in self._weights:
             owner = self.spec(model).checkpoint_owner
             given = self.config.checkpoints.get(model) or self.config.checkpoints.get(owner)
+            recipe_key: str | None = None
             if given is not None:
                 path, trained_now = given, False
             else:
-                result = ensure_checkpoint(
-                    self.spec(owner), self.dataset(owner), self.config.cache_dir, self.stream
-                )
+                spec, dataset = self.spec(owner), self.dataset(owner)
+                result = ensure_checkpoint(spec, dataset, self.config.cache_dir, self.stream)
                 path, trained_now = result.path, result.trained_now
-            self._weights[model] = ResolvedWeights(path, sha256_file(path), trained_now)
+                recipe_key = checkpoint_key(spec, dataset)
+            self._weights[model] = ResolvedWeights(path, sha256_file(path), trained_now, recipe_key)
         return self._weights[model]
 
     def trained_model(self, model: str) -> nn.Module:
@@ -132,21 +150,25 @@ class Workspace:
             return self._sessions[key]
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
+        session = self._build(case, self.artifact_dir(case), self._memo)
+        self._sessions[key] = session
+        return session
+
+    def _build(self, case: Case, artifact_dir: Path, memo: dict[str, Any]) -> Session:
         model = copy.deepcopy(self.trained_model(case.model))
         context = BuildContext(
             case,
-            self.artifact_dir(case),
+            artifact_dir,
             self.config.threads,
             weights_sha256=self.weights(case.model).sha256,
             calibration=lambda: self.calibration_batches(case.model, case.input_size),
             calibration_recipe=self.config.calibration,
-            memo=self._memo,
+            memo=memo,
         )
         example = self.inputs(case.model, case.input_size, 1)
         started = time.perf_counter()
         session = get_backend(case.backend).prepare(model, example, context)
         session.prepare_s = time.perf_counter() - started
-        self._sessions[key] = session
         return session
 
     def check_agreement(self, case: Case, candidate: torch.Tensor) -> Agreement:
@@ -160,3 +182,84 @@ class Workspace:
         with torch.inference_mode():
             logits: torch.Tensor = self.trained_model(model)(self.inputs(model, size, count))
         return logits
+
+    def _given_dataset(self, model: str) -> Path | None:
+        owner = self.spec(model).checkpoint_owner
+        return self.config.datasets.get(model) or self.config.datasets.get(owner)
+
+    def dataset_name(self, model: str) -> str:
+        """What baselines and known exceptions call the model's data (nothing is loaded):
+        the bundled recipe's name, or the stem of the user's file or folder."""
+        given = self._given_dataset(model)
+        if given is None:
+            return self.spec(self.spec(model).checkpoint_owner).dataset.name
+        return given.stem if given.suffix == ".npz" else given.name
+
+    def dataset_identity(self, model: str) -> DatasetIdentity:
+        """The dataset's name, where it came from, and the SHA-256 of its bytes."""
+        given = self._given_dataset(model)
+        if given is None:
+            recipe = self.spec(self.spec(model).checkpoint_owner).dataset
+            source = f"bundled recipe {recipe.name} v{recipe.version}"
+        else:
+            source = os.path.relpath(given, self.config.root)
+        return DatasetIdentity(self.dataset_name(model), source, self.dataset(model).sha256)
+
+    def run_identity(self, model: str) -> RunIdentity:
+        weights = self.weights(model)
+        return RunIdentity(
+            dataset_sha256=self.dataset(model).sha256,
+            checkpoint=CheckpointIdentity(weights.sha256, weights.recipe_key),
+        )
+
+    def evaluate(self, case: Case, run: Callable[[torch.Tensor], torch.Tensor]) -> Evaluation:
+        """``run``'s logits over the whole test split, in batches of ``case.batch``.
+
+        The last batch is padded to full size with its own last image: every batch has the
+        shape the session was built and warmed for (compiled graphs, TensorRT profiles).
+        """
+        spec = self.spec(case.model)
+        test = self.dataset(case.model).split("test")
+        logits = []
+        starts = range(0, len(test), case.batch)
+        with self.uncaptured():
+            for start in tqdm(
+                starts,
+                desc=f"medgate: evaluate {case.id}",
+                unit="batch",
+                file=self.stream,
+                leave=False,
+                # Hundreds of evaluations per run: in a CI log the bars would be noise.
+                disable=not self.stream.isatty(),
+            ):
+                images = test.images[start : start + case.batch]
+                count = len(images)
+                batch = preprocess(images, case.input_size, spec.mean, spec.std, spec.in_chans)
+                if count < case.batch:
+                    batch = torch.cat([batch, batch[-1:].expand(case.batch - count, -1, -1, -1)])
+                logits.append(run(batch)[:count].float().cpu())
+        return Evaluation.from_logits(test.labels, torch.cat(logits), spec.positive_index)
+
+    def _reference_evaluation(self, model: str, size: int, batch: int) -> Evaluation:
+        reference = self.trained_model(model)
+        case = Case(model, "eager", "fp32", size, batch, "cpu")
+        with torch.inference_mode():
+            return self.evaluate(case, reference)
+
+    def check_accuracy(self, case: Case, session: Session) -> CaseAccuracy:
+        """Evaluate ``case`` on the test split and judge it against every accuracy check."""
+        reference = self.reference_evaluation(case.model, case.input_size, case.batch)
+        is_reference = (case.backend, case.precision, case.device) == ("eager", "fp32", "cpu")
+        if is_reference:
+            candidate = reference
+        else:
+            with torch.inference_mode():
+                candidate = self.evaluate(case, lambda batch: session.run(session.place(batch)))
+        return self.accuracy.judge(
+            case,
+            self.spec(case.model),
+            self.dataset_identity(case.model),
+            self.run_identity(case.model),
+            None if is_reference else reference,
+            candidate,
+        )

@@ -1,0 +1,220 @@
+"""Stored accuracy baselines: one reviewed JSON file per model, ``baselines/accuracy/<model>.json``.
+
+The file holds one section per dataset the model was evaluated on (its bundled data, the user's
+real data), each naming what its figures depend on — the dataset's SHA-256, the checkpoint's, the
+versions that computed them — and per case the metrics and the per-image predictions (so the
+comparison with a later run is paired). Files are written only on ``--update-baselines``,
+atomically, with sorted keys, so a PR diff shows exactly which figure moved.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medgate.data import atomic_write_bytes
+from medgate.metrics import METRICS
+
+SCHEMA = 1
+#: Predictions are stored one character per image: class 0-9 then a-z.
+_SYMBOLS = string.digits + string.ascii_lowercase
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    name: str
+    source: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CheckpointIdentity:
+    """``recipe_key`` is set for checkpoints trained by the project's recipe: two checkpoints with
+    one key were trained from the same data, code and hyper-parameters (bits may still differ
+    between machines whose kernels round differently)."""
+
+    sha256: str
+    recipe_key: str | None
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    metrics: Mapping[str, float | None]
+    predictions: str
+
+    @property
+    def samples(self) -> int:
+        return len(self.predictions)
+
+    def prediction_array(self) -> np.ndarray:
+        return np.array([_SYMBOLS.index(symbol) for symbol in self.predictions], dtype=np.int64)
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, float | None], predictions: np.ndarray) -> CaseRecord:
+        if predictions.size and int(predictions.max()) >= len(_SYMBOLS):
+            raise ValueError(f"cannot store predictions of more than {len(_SYMBOLS)} classes")
+        return cls(dict(metrics), "".join(_SYMBOLS[int(p)] for p in predictions))
+
+
+@dataclass
+class DatasetSection:
+    dataset: DatasetIdentity
+    checkpoint: CheckpointIdentity
+    versions: Mapping[str, str]
+    cases: dict[str, CaseRecord] = field(default_factory=dict)
+
+
+@dataclass
+class ModelBaseline:
+    model: str
+    positive_class: str
+    sections: dict[str, DatasetSection] = field(default_factory=dict)
+
+
+def baseline_path(directory: Path, model: str) -> Path:
+    return directory / "accuracy" / f"{model}.json"
+
+
+def case_key(backend: str, precision: str, size: int, device: str) -> str:
+    return f"{backend}-{precision}-{size}-{device}"
+
+
+def to_json(baseline: ModelBaseline) -> str:
+    payload = {
+        "schema": SCHEMA,
+        "model": baseline.model,
+        "positive_class": baseline.positive_class,
+        "datasets": {
+            name: {
+                "dataset": vars(section.dataset),
+                "checkpoint": vars(section.checkpoint),
+                "versions": dict(section.versions),
+                "cases": {
+                    key: {"metrics": dict(record.metrics), "predictions": record.predictions}
+                    for key, record in section.cases.items()
+                },
+            }
+            for name, section in baseline.sections.items()
+        },
+    }
+    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+
+
+def write_baseline(path: Path, baseline: ModelBaseline) -> None:
+    atomic_write_bytes(path, to_json(baseline).encode())
+
+
+def read_baseline(path: Path) -> ModelBaseline | None:
+    """The file's baseline, None when there is none; ``BaselineError`` when it is unusable."""
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BaselineError(
+            f"{path}: not readable JSON ({error}); restore it from git or delete it and re-record "
+            "with `pytest perf_tests -m accuracy --update-baselines`"
+        ) from error
+    return _Reader(path).model(payload)
+
+
+class _Reader:
+    """Validates a parsed file field by field, naming the first bad one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> BaselineError:
+        return BaselineError(
+            f"{self.path}: field {where}: {problem}; fix the field, or delete the file and "
+            "re-record it with `pytest perf_tests -m accuracy --update-baselines`"
+        )
+
+    def mapping(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected an object, found {type(value).__name__}")
+        return value
+
+    def text(self, parent: dict[str, Any], key: str, where: str) -> str:
+        if key not in parent:
+            raise self.fail(f"{where}.{key}", "missing")
+        value = parent[key]
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", f"expected a string, found {value!r}")
+        return value
+
+    def model(self, payload: Any) -> ModelBaseline:
+        root = self.mapping(payload, "(top level)")
+        schema = root.get("schema")
+        if schema != SCHEMA:
+            raise BaselineError(
+                f"{self.path}: field schema: is {schema!r}, this medgate reads schema {SCHEMA} "
+                "(older files lack the per-image predictions the paired tests need); re-record "
+                "it with `pytest perf_tests -m accuracy --update-baselines` and review the diff"
+            )
+        baseline = ModelBaseline(
+            model=self.text(root, "model", "(top level)"),
+            positive_class=self.text(root, "positive_class", "(top level)"),
+        )
+        datasets = self.mapping(root.get("datasets"), "datasets")
+        for name, raw in datasets.items():
+            baseline.sections[name] = self.section(raw, f"datasets.{name}")
+        return baseline
+
+    def section(self, raw: Any, where: str) -> DatasetSection:
+        body = self.mapping(raw, where)
+        dataset = self.mapping(body.get("dataset"), f"{where}.dataset")
+        checkpoint = self.mapping(body.get("checkpoint"), f"{where}.checkpoint")
+        versions = self.mapping(body.get("versions"), f"{where}.versions")
+        recipe_key = checkpoint.get("recipe_key")
+        if recipe_key is not None and not isinstance(recipe_key, str):
+            raise self.fail(f"{where}.checkpoint.recipe_key", "expected a string or null")
+        section = DatasetSection(
+            dataset=DatasetIdentity(
+                name=self.text(dataset, "name", f"{where}.dataset"),
+                source=self.text(dataset, "source", f"{where}.dataset"),
+                sha256=self.text(dataset, "sha256", f"{where}.dataset"),
+            ),
+            checkpoint=CheckpointIdentity(
+                sha256=self.text(checkpoint, "sha256", f"{where}.checkpoint"),
+                recipe_key=recipe_key,
+            ),
+            versions={k: str(v) for k, v in versions.items()},
+        )
+        cases = self.mapping(body.get("cases"), f"{where}.cases")
+        for key, record in cases.items():
+            section.cases[key] = self.case(record, f"{where}.cases.{key}")
+        return section
+
+    def case(self, raw: Any, where: str) -> CaseRecord:
+        body = self.mapping(raw, where)
+        predictions = self.text(body, "predictions", where)
+        if not predictions or set(predictions) - set(_SYMBOLS):
+            raise self.fail(
+                f"{where}.predictions", "expected one class symbol (0-9, a-z) per test image"
+            )
+        metrics = self.mapping(body.get("metrics"), f"{where}.metrics")
+        checked: dict[str, float | None] = {}
+        for name in METRICS:
+            if name not in metrics:
+                raise self.fail(f"{where}.metrics.{name}", "missing")
+            value = metrics[name]
+            if value is None:
+                checked[name] = None
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(f"{where}.metrics.{name}", f"expected a number, found {value!r}")
+            elif not 0.0 <= value <= 1.0:
+                raise self.fail(f"{where}.metrics.{name}", f"{value} is not within [0, 1]")
+            else:
+                checked[name] = float(value)
+        return CaseRecord(checked, predictions)

@@ -1,0 +1,138 @@
+"""One run's accuracy gate: the stored baselines it reads, every case's verdict, and the
+baselines it records under ``--update-baselines``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medgate.accuracy_baselines import (
+    CaseRecord,
+    DatasetIdentity,
+    DatasetSection,
+    ModelBaseline,
+    baseline_path,
+    case_key,
+    read_baseline,
+    write_baseline,
+)
+from medgate.accuracy_gate import AccuracyGate, Finding, RunIdentity
+from medgate.machine import library_versions
+from medgate.matrix import Case
+from medgate.metrics import Evaluation, Flips
+from medgate.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class CaseAccuracy:
+    case: Case
+    dataset: str
+    metrics: dict[str, float | None]
+    flips: Flips | None
+    findings: list[Finding]
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.failed]
+
+
+@dataclass
+class _Recording:
+    dataset: DatasetIdentity
+    run: RunIdentity
+    cases: dict[str, CaseRecord] = field(default_factory=dict)
+
+
+class AccuracyLedger:
+    def __init__(self, baseline_dir: Path, root: Path, update: bool) -> None:
+        self.baseline_dir = baseline_dir
+        self.root = root
+        self.update = update
+        self.results: dict[Case, CaseAccuracy] = {}
+        self._baselines: dict[str, ModelBaseline | None] = {}
+        self._recordings: dict[tuple[str, str], _Recording] = {}
+
+    def path(self, model: str) -> Path:
+        return baseline_path(self.baseline_dir, model)
+
+    def display_path(self, model: str) -> str:
+        path = self.path(model)
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+    def baseline(self, model: str) -> ModelBaseline | None:
+        """The stored baseline of ``model``; raises ``BaselineError`` for an unusable file."""
+        if model not in self._baselines:
+            self._baselines[model] = read_baseline(self.path(model))
+        return self._baselines[model]
+
+    def judge(
+        self,
+        case: Case,
+        spec: ModelSpec,
+        dataset: DatasetIdentity,
+        run: RunIdentity,
+        reference: Evaluation | None,
+        candidate: Evaluation,
+    ) -> CaseAccuracy:
+        """Every check of ``case``; ``reference`` is None for the reference case itself."""
+        gate = AccuracyGate(spec.accuracy)
+        key = case_key(case.backend, case.precision, case.input_size, case.device)
+        findings: list[Finding] = []
+        if reference is not None:
+            findings += gate.against_reference(reference, candidate)
+        if self.update:
+            recording = self._recordings.setdefault(
+                (case.model, dataset.name), _Recording(dataset, run)
+            )
+            recording.cases[key] = CaseRecord.of(candidate.metrics(), candidate.predictions)
+        else:
+            stored = self.baseline(case.model)
+            section = stored.sections.get(dataset.name) if stored else None
+            record = section.cases.get(key) if section else None
+            findings += gate.against_baseline(
+                record, section, run, candidate, self.display_path(case.model)
+            )
+        findings += gate.floors(dataset.name, f"{key.rsplit('-', 1)[0]}", candidate)
+        result = CaseAccuracy(
+            case=case,
+            dataset=dataset.name,
+            metrics=candidate.metrics(),
+            flips=Flips.between(reference, candidate) if reference is not None else None,
+            findings=findings,
+        )
+        self.results[case] = result
+        return result
+
+    def write(self, positive_classes: dict[str, str]) -> list[Path]:
+        """Merge this run's recordings into each model's file, atomically; returns the paths.
+
+        A section whose dataset or checkpoint changed is replaced whole (its old cases describe
+        another model); otherwise the recorded cases replace theirs and the rest are kept.
+        """
+        versions = library_versions()
+        written = []
+        for model in sorted({model for model, _ in self._recordings}):
+            baseline = read_baseline(self.path(model)) or ModelBaseline(
+                model, positive_classes[model]
+            )
+            baseline.positive_class = positive_classes[model]
+            for (owner, name), recording in sorted(self._recordings.items()):
+                if owner != model:
+                    continue
+                old = baseline.sections.get(name)
+                keep = (
+                    old.cases
+                    if old is not None
+                    and old.dataset.sha256 == recording.dataset.sha256
+                    and old.checkpoint == recording.run.checkpoint
+                    else {}
+                )
+                baseline.sections[name] = DatasetSection(
+                    dataset=recording.dataset,
+                    checkpoint=recording.run.checkpoint,
+                    versions=versions,
+                    cases={**keep, **recording.cases},
+                )
+            write_baseline(self.path(model), baseline)
+            written.append(self.path(model))
+        return written

@@ -1,0 +1,192 @@
+"""The accuracy gate's parts: metrics, paired statistics, checks, baseline files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medgate.accuracy_baselines import (
+    BaselineError,
+    CaseRecord,
+    CheckpointIdentity,
+    DatasetIdentity,
+    DatasetSection,
+    ModelBaseline,
+    read_baseline,
+    write_baseline,
+)
+from medgate.accuracy_gate import BASELINE, REFERENCE, PairedDropCheck, RunIdentity, staleness
+from medgate.accuracy_run import AccuracyLedger
+from medgate.matrix import Case
+from medgate.metrics import METRICS, Evaluation, Flips
+from medgate.paired import McNemar, bootstrap_delta
+from medgate.registry import get_spec
+
+
+def evaluation(labels: list[int], predictions: list[int], positive: int = 1) -> Evaluation:
+    return Evaluation(np.array(labels), np.array(predictions), positive)
+
+
+def test_metrics_score_the_positive_class_one_vs_rest() -> None:
+    # Class 2 is positive: of its 3 samples 2 are found; of the 5 others 1 is called class 2.
+    scored = evaluation([2, 2, 2, 0, 0, 1, 1, 1], [2, 2, 0, 0, 2, 1, 1, 0], positive=2)
+    metrics = scored.metrics()
+    assert metrics["accuracy"] == pytest.approx(5 / 8)
+    assert metrics["sensitivity"] == pytest.approx(2 / 3)
+    assert metrics["specificity"] == pytest.approx(4 / 5)
+    assert metrics["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+    assert metrics["auroc"] is None  # no scores
+
+
+def test_auroc_comes_from_the_positive_class_probability() -> None:
+    logits = torch.tensor([[0.0, 2.0], [0.0, 1.0], [0.0, -1.0], [0.0, 0.5]])
+    scored = Evaluation.from_logits(np.array([1, 1, 0, 0]), logits, positive_index=1)
+    assert scored.metrics()["auroc"] == pytest.approx(1.0)
+    assert scored.predictions.tolist() == [1, 1, 0, 1]
+
+
+def test_logits_that_do_not_match_the_labels_are_refused() -> None:
+    with pytest.raises(ValueError, match="do not score 3 samples"):
+        Evaluation.from_logits(np.array([0, 1, 1]), torch.zeros(2, 2), positive_index=1)
+
+
+def test_flips_count_each_direction() -> None:
+    reference = evaluation([1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
+    candidate = evaluation([1, 1, 0, 0, 1], [0, 1, 0, 1, 1])
+    flips = Flips.between(reference, candidate)
+    assert (flips.broken, flips.fixed, flips.agreement) == (1, 1, pytest.approx(0.6))
+
+
+@pytest.mark.parametrize(("broken", "significant"), [(6, True), (3, False)])
+def test_mcnemar_is_exact_on_discordant_positives(broken: int, significant: bool) -> None:
+    labels = [1] * 20 + [0] * 20
+    reference = evaluation(labels, labels)
+    candidate = evaluation(labels, [0] * broken + [1] * (20 - broken) + [0] * 20)
+    test = McNemar.on(reference, candidate, "sensitivity")
+    assert (test.broken, test.fixed) == (broken, 0)
+    assert test.p_value == pytest.approx(0.5**broken)
+    assert (test.p_value < 0.05) is significant
+    # Specificity looks only at negatives, which did not change.
+    assert McNemar.on(reference, candidate, "specificity").p_value == 1.0
+
+
+def test_the_paired_bootstrap_brackets_the_observed_drop() -> None:
+    labels = [1] * 100 + [0] * 100
+    reference = evaluation(labels, labels)
+    candidate = evaluation(labels, [0] * 10 + [1] * 90 + [0] * 100)
+    interval = bootstrap_delta(reference, candidate, "sensitivity")
+    assert interval is not None
+    assert interval.low < -0.10 < interval.high < 0
+
+
+def _drop(labels: list[int], predictions: list[int]) -> str:
+    reference = evaluation(labels, labels)
+    check = PairedDropCheck("sensitivity", tolerance=0.01, significance=0.05)
+    return check.check(REFERENCE, reference, evaluation(labels, predictions)).verdict
+
+
+def test_a_drop_fails_only_beyond_tolerance_and_significant() -> None:
+    labels = [1] * 200 + [0] * 200
+    assert _drop(labels, labels) == "ok"
+    assert _drop(labels, [0] * 2 + [1] * 198 + [0] * 200) == "ok"  # 1 pp: within tolerance
+    assert _drop(labels, [0] * 4 + [1] * 196 + [0] * 200) == "within noise"  # 2 pp, p=1/16
+    assert _drop(labels, [0] * 8 + [1] * 192 + [0] * 200) == "REGRESSED"  # 4 pp, p=1/256
+
+
+def test_auroc_against_a_baseline_without_scores_uses_the_tolerance_alone() -> None:
+    labels = np.array([1, 1, 0, 0])
+    stored = Evaluation(labels, np.array([1, 1, 0, 0]), 1)
+    now = Evaluation.from_logits(labels, torch.tensor([[0, 1.0], [0, -1.0], [0, 0.0], [0, -2]]), 1)
+    finding = PairedDropCheck("auroc", 0.01, 0.05).check(BASELINE, stored, now, stored=1.0)
+    assert finding.verdict == "REGRESSED"
+    assert finding.baseline == 1.0
+    assert finding.delta == pytest.approx(now.metrics()["auroc"] - 1.0)
+
+
+def _section(
+    dataset: str = "d" * 64, checkpoint: str = "c" * 64, recipe: str | None = "r"
+) -> DatasetSection:
+    return DatasetSection(
+        dataset=DatasetIdentity("tiny_squares", "bundled recipe tiny_squares v1", dataset),
+        checkpoint=CheckpointIdentity(checkpoint, recipe),
+        versions={"medgate": "0.1.0"},
+        cases={"eager-fp32-16-cpu": CaseRecord(dict.fromkeys(METRICS, 0.5), "0101")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("run", "stale"),
+    [
+        (RunIdentity("d" * 64, CheckpointIdentity("c" * 64, "r")), None),
+        # Same recipe retrained elsewhere: compared by metrics, not refused.
+        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, "r")), None),
+        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, "other")), "checkpoint SHA-256"),
+        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, None)), "checkpoint SHA-256"),
+        (RunIdentity("f" * 64, CheckpointIdentity("c" * 64, "r")), "dataset SHA-256"),
+    ],
+)
+def test_a_baseline_is_stale_when_its_data_or_model_differ(
+    run: RunIdentity, stale: str | None
+) -> None:
+    reason = staleness(_section(), run)
+    assert reason is None if stale is None else stale in (reason or "")
+
+
+def test_baselines_round_trip_sorted_and_leave_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "accuracy" / "tiny_cnn.json"
+    baseline = ModelBaseline("tiny_cnn", "square", {"tiny_squares": _section()})
+    write_baseline(path, baseline)
+    assert [p.name for p in path.parent.iterdir()] == ["tiny_cnn.json"]
+    text = path.read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    again = read_baseline(path)
+    assert again is not None
+    assert again.sections["tiny_squares"].cases[
+        "eager-fp32-16-cpu"
+    ].prediction_array().tolist() == [
+        0,
+        1,
+        0,
+        1,
+    ]
+
+
+def test_a_missing_field_names_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    payload = {"schema": 1, "model": "m", "positive_class": "p", "datasets": {"x": {"dataset": {}}}}
+    path.write_text(json.dumps(payload))
+    with pytest.raises(BaselineError, match=r"m\.json: field datasets\.x\.checkpoint: expected an"):
+        read_baseline(path)
+
+
+def test_recording_merges_cases_and_replaces_a_changed_model(tmp_path: Path) -> None:
+    import tiny_zoo  # noqa: F401
+
+    spec = get_spec("tiny_cnn")
+    labels = np.array([0, 1, 1, 0])
+    seen = Evaluation(labels, labels, 1)
+    dataset = DatasetIdentity("tiny_squares", "bundled", "d" * 64)
+
+    def record(backend: str, checkpoint: str) -> ModelBaseline:
+        ledger = AccuracyLedger(tmp_path, tmp_path, update=True)
+        run = RunIdentity("d" * 64, CheckpointIdentity(checkpoint, None))
+        ledger.judge(
+            Case("tiny_cnn", backend, "fp32", 16, 64, "cpu"), spec, dataset, run, None, seen
+        )
+        (path,) = ledger.write({"tiny_cnn": "square"})
+        stored = read_baseline(path)
+        assert stored is not None
+        return stored
+
+    record("eager", "c" * 64)
+    merged = record("onnxruntime", "c" * 64)
+    assert sorted(merged.sections["tiny_squares"].cases) == [
+        "eager-fp32-16-cpu",
+        "onnxruntime-fp32-16-cpu",
+    ]
+    replaced = record("torchscript", "e" * 64)
+    assert sorted(replaced.sections["tiny_squares"].cases) == ["torchscript-fp32-16-cpu"]
