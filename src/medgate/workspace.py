@@ -253,8 +253,9 @@ class Workspace:
         if is_reference:
             candidate = reference
         else:
-            with torch.inference_mode():
-                candidate = self.evaluate(case, lambda batch: session.run(session.place(batch)))
+            # The session decides its own autograd mode: inputs made under inference_mode here
+            # would fail a compiled graph's guards and recompile it for every case.
+            candidate = self.evaluate(case, lambda batch: session.run(session.place(batch)))
         return self.accuracy.judge(
             case,
             self.spec(case.model),

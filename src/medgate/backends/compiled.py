@@ -43,6 +43,15 @@ class CompileBackend(Backend):
         return None
 
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
+        # Every session compiles a new module through the same forward() code object, and dynamo
+        # counts those against one per-code limit (8), past which it silently runs eager: a
+        # matrix compiles dozens of graphs in one process. Raise the limit to dynamo's own
+        # accumulated one, and make hitting it an error, never an eager timing labelled compile.
+        dynamo_config = torch._dynamo.config
+        dynamo_config.recompile_limit = max(
+            dynamo_config.recompile_limit, dynamo_config.accumulated_recompile_limit
+        )
+        dynamo_config.fail_on_recompile_limit_hit = True
         ready = for_precision(model, example, context)
         compiled = cast(nn.Module, torch.compile(ready.module, backend="inductor"))
         session = CompiledSession(compiled, context.case.device, input_dtype=ready.input_dtype)
