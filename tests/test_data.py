@@ -128,7 +128,7 @@ def test_synthetic_recipe_is_deterministic_and_splits_are_disjoint(tmp_path: Pat
         assert np.array_equal(a.split(split).images, b.split(split).images)
     train = {image.tobytes() for image in a.split("train").images}
     assert not any(image.tobytes() in train for image in a.split("test").images)
-    assert np.bincount(a.split("test").labels).tolist() == [24, 24]
+    assert np.bincount(a.split("test").labels).tolist() == [200, 200]
 
 
 def test_bundled_recipes_are_hard_enough_to_matter(tmp_path: Path) -> None:
