@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 COMPARE_FAIL ?= median:25%
 
-.PHONY: gate smoke accuracy test lint baseline train clean
+.PHONY: gate smoke accuracy memory test lint baseline train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ smoke: $(STAMP)
 ## Sensitivity, specificity, accuracy, AUROC of every CPU case vs fp32, baselines/accuracy, floors.
 accuracy: $(STAMP)
 	$(BIN)/pytest perf_tests -m "accuracy and cpu"
+
+## Peak memory of every CPU case (memray), held to baselines/memory ceilings.
+memory: $(STAMP)
+	$(BIN)/pytest perf_tests -m "memory and cpu"
 
 ## medgate's own tests.
 test: $(STAMP)

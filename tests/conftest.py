@@ -30,7 +30,7 @@ def suite_dir(pytester: pytest.Pytester) -> Path:
         "addopts = -p no:cacheprovider --strict-markers\n"
     )
     shutil.copy(HERE / "tiny_zoo.py", pytester.path / "tiny_zoo.py")
-    for test_file in ("test_latency.py", "test_agreement.py", "test_accuracy.py"):
+    for test_file in ("test_latency.py", "test_agreement.py", "test_accuracy.py", "test_memory.py"):
         shutil.copy(ROOT / "perf_tests" / test_file, pytester.path / test_file)
     return pytester.path
 

@@ -33,13 +33,13 @@ class BrokenBackend(EagerBackend):
 
 def test_smoke_run_trains_then_times_every_supported_case(run_suite: RunSuite) -> None:
     result = run_suite("-m", "smoke", "-rs", "-v")
-    # 5 backends x 5 precisions x 2 devices x 4 tests: every combination is collected, and
+    # 5 backends x 5 precisions x 2 devices x 6 tests: every combination is collected, and
     # each one either runs or skips with its reason. Per test 11 run on this CPU: eager and
     # torchscript fp32/int8-dynamic, compile fp32/int8-dynamic/int8-static, onnxruntime
     # fp32/fp16/int8-dynamic/int8-static; the eager fp32 agreement case is the reference itself.
     outcomes = result.parseoutcomes()
-    assert outcomes["passed"] + outcomes["skipped"] == 5 * 5 * 2 * 4
-    result.assert_outcomes(passed=11 * 4 - 1, skipped=200 - (11 * 4 - 1))
+    assert outcomes["passed"] + outcomes["skipped"] == 5 * 5 * 2 * 6
+    result.assert_outcomes(passed=11 * 6 - 1, skipped=300 - (11 * 6 - 1))
     result.stdout.fnmatch_lines_random(
         [
             "*test_latency*tiny_cnn-onnxruntime-int8-static-16-bs1-cpu*PASSED*",
@@ -64,6 +64,7 @@ def test_smoke_run_trains_then_times_every_supported_case(run_suite: RunSuite) -
             "*medgate: agreement with eager fp32*",
             "*medgate: accuracy on the test split*",
             "*tiny_cnn: 11 case(s) have no accuracy baseline*--update-baselines*",
+            "*medgate: peak memory (memray, all threads)*",
         ]
     )
 

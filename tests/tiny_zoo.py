@@ -2,6 +2,8 @@
 
 ``MEDGATE_TINY_WORK`` repeats the middle convolution that many times (same weights, so the same
 checkpoint): a controllable slowdown for tests that must see the gate fail.
+``MEDGATE_TINY_BALLAST`` bytes are held alive through every forward: a controllable memory
+regression for the memory lane's tests.
 """
 
 from __future__ import annotations
@@ -58,9 +60,22 @@ class RepeatedConv(nn.Module):
         return x
 
 
+class BallastedClassifier(StagedClassifier):
+    def __init__(self, features: nn.Module, head: nn.Module, ballast_bytes: int) -> None:
+        super().__init__(features, head)
+        self.ballast_bytes = ballast_bytes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ballast = torch.ones(self.ballast_bytes, dtype=torch.uint8) if self.ballast_bytes else None
+        logits = super().forward(x)
+        del ballast
+        return logits
+
+
 @register_model(SPEC)
 def tiny_cnn() -> nn.Module:
     repeats = int(os.environ.get("MEDGATE_TINY_WORK", "1"))
+    ballast = int(os.environ.get("MEDGATE_TINY_BALLAST", "0"))
     features = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
         nn.BatchNorm2d(8),
@@ -69,4 +84,4 @@ def tiny_cnn() -> nn.Module:
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
-    return StagedClassifier(features, nn.Linear(8, 2))
+    return BallastedClassifier(features, nn.Linear(8, 2), ballast)

@@ -61,6 +61,17 @@ def positive_int(value: str) -> int:
     return number
 
 
+def percentage(value: str) -> float:
+    """``10`` or ``10%`` -> 0.10."""
+    try:
+        number = float(value.strip().removesuffix("%"))
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage >= 0, e.g. 10 for +10 %")
+    return number / 100
+
+
 def model_paths(values: list[str] | str) -> Mapping[str, Path]:
     """``MODEL=PATH`` pairs, from a repeated option or an ini line list."""
     pairs: dict[str, Path] = {}
@@ -125,6 +136,12 @@ OPTIONS = (
         positive_int,
         "128",
         "val-split images that calibrate static int8 scales",
+    ),
+    Option(
+        "--memory-headroom",
+        percentage,
+        "10",
+        "percent added to a measured memory figure to make its ceiling (--update-baselines)",
     ),
     Option("--baseline-dir", str, "baselines", "committed baselines (accuracy/, memory/)"),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),
@@ -191,6 +208,7 @@ class SuiteConfig:
     baseline_dir: Path
     root: Path
     update_baselines: bool = False
+    memory_headroom: float = 0.10
     checkpoints: Mapping[str, Path] = field(default_factory=dict)
     datasets: Mapping[str, Path] = field(default_factory=dict)
     zoo: tuple[str, ...] = ()
@@ -223,6 +241,7 @@ class SuiteConfig:
             baseline_dir=_rooted(root, Path(values["medgate_baseline_dir"]).expanduser()),
             root=root,
             update_baselines=bool(config.getoption("medgate_update_baselines")),
+            memory_headroom=values["medgate_memory_headroom"],
             checkpoints=MappingProxyType({m: _rooted(root, p) for m, p in checkpoints.items()}),
             datasets=MappingProxyType({m: _rooted(root, p) for m, p in datasets.items()}),
             zoo=tuple(config.getini("medgate_zoo")),

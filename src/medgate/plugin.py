@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from typing import Any, Literal
 
 import pytest
@@ -17,7 +18,8 @@ from medgate.backends.base import Session
 from medgate.config import SuiteConfig, add_options
 from medgate.data import DatasetError
 from medgate.machine import machine_facts
-from medgate.matrix import Case, build_cases, check_selection, skip_reason
+from medgate.matrix import Case, build_cases, check_selection, select_models, skip_reason
+from medgate.memory_report import memory_table
 from medgate.registry import UnknownNameError, get_spec
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
@@ -47,6 +49,8 @@ class TestOptions:
     """Keyword arguments of ``@pytest.mark.medgate``; unknown ones are an error."""
 
     batch: Literal["latency", "throughput", "agreement", "accuracy"] = "latency"
+    #: The memory figure the test measures (its ceiling becomes a ``limit_memory`` marker).
+    memory: Literal["inference", "session"] | None = None
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark | None, where: str) -> TestOptions:
@@ -62,6 +66,8 @@ class TestOptions:
         options = cls(**marker.kwargs)
         if options.batch not in BATCHES:
             raise pytest.UsageError(f"{where}: batch must be one of {', '.join(BATCHES)}")
+        if options.memory not in (None, "inference", "session"):
+            raise pytest.UsageError(f"{where}: memory must be 'inference' or 'session'")
         return options
 
 
@@ -93,6 +99,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"medgate: {error}") from error
     torch.set_num_threads(suite.threads)
     workspace = Workspace(suite)
+    # Ceilings become markers while tests are generated; a broken file must stop the run here,
+    # as one error, rather than as a collection error of every memory test.
+    for model in select_models(suite.matrix.models):
+        try:
+            workspace.memory.baseline(model)
+        except BaselineError as error:
+            raise pytest.UsageError(f"medgate: {error}") from error
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        workspace.uncaptured = capture.global_and_fixture_disabled
     config.stash[WORKSPACE] = workspace
 
 
@@ -144,10 +160,65 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(
                 case,
                 id=case.id,
-                marks=_marks(case, options.batch, workspace.dataset_name(case.model)),
+                marks=_marks(case, options.batch, workspace.dataset_name(case.model))
+                + _memory_marks(workspace, case, options.memory),
             )
             for case in cases
         ],
+    )
+
+
+def _host_memory_bytes() -> int:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _memory_marks(
+    workspace: Workspace, case: Case, figure: str | None
+) -> list[pytest.MarkDecorator]:
+    """pytest-memray's ``limit_memory`` at the case's stored ceiling. A case with no ceiling yet
+    is still measured (the marker is what turns memray on for a test), limited only by the
+    machine's RAM, and reported as "no ceiling yet"."""
+    if figure is None:
+        return []
+    ceiling = None if workspace.config.update_baselines else workspace.memory.ceiling(case, figure)
+    limit = ceiling.ceiling_bytes if ceiling is not None else _host_memory_bytes()
+    return [pytest.mark.limit_memory(f"{limit} B")]
+
+
+def _measured_peak(item: pytest.Item) -> int | None:
+    """What ``limit_memory`` compared with its limit: the bytes live at the high watermark,
+    summed over every thread (torch's and ONNX Runtime's pools allocate from their own)."""
+    manager = item.config.pluginmanager.getplugin("memray_manager")
+    result = manager.results.get(item.nodeid) if manager is not None else None
+    if result is None:
+        return None
+    from memray import FileReader
+
+    records = FileReader(result.result_file).get_high_watermark_allocation_records(
+        merge_threads=True
+    )
+    return sum(record.size for record in records)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    yield
+    marker = item.get_closest_marker("medgate")
+    figure = marker.kwargs.get("memory") if marker is not None else None
+    case = _case_of(item)
+    if call.when != "call" or figure is None or case is None or call.excinfo is not None:
+        return
+    measured = _measured_peak(item)
+    if measured is None:
+        return
+    workspace = workspace_of(item.config)
+    artifact = dict(item.user_properties).get("artifact_bytes")
+    workspace.memory.observe(
+        case,
+        figure,
+        measured,
+        workspace.facts(case.model, case.input_size).param_bytes,
+        artifact if isinstance(artifact, int) else None,
     )
 
 
@@ -221,6 +292,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         case.model: get_spec(case.model).positive_class for case in workspace.accuracy.results
     }
     workspace.baselines_written = workspace.accuracy.write(positives)
+    workspace.baselines_written += workspace.memory.write(workspace.config.threads)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -243,6 +315,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                     f"medgate: {model}: {len(missing)} case(s) have no accuracy baseline in "
                     f"{workspace.accuracy.display_path(model)} yet (not compared); record them "
                     "with `pytest perf_tests -m accuracy --update-baselines` and commit the file"
+                )
+    if workspace.memory.figures:
+        terminalreporter.write_sep("-", "medgate: peak memory (memray, all threads)")
+        terminalreporter.write_line(memory_table(workspace.memory.figures.values()))
+        without_ceiling = sorted(
+            {f.case.model for f in workspace.memory.figures.values() if f.ceiling is None}
+        )
+        if not workspace.config.update_baselines:
+            for model in without_ceiling:
+                terminalreporter.write_line(
+                    f"medgate: {model}: cases without a memory ceiling in "
+                    f"{workspace.memory.display_path(model)} were measured, not gated; record "
+                    "them with `pytest perf_tests -m memory --update-baselines`"
                 )
     for path in workspace.baselines_written:
         terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +33,7 @@ from medgate.config import SuiteConfig
 from medgate.data import Dataset, load_dataset, preprocess, sha256_file
 from medgate.facts import ModelFacts, model_facts
 from medgate.matrix import Case
+from medgate.memory_run import MemoryLedger
 from medgate.metrics import Evaluation
 from medgate.registry import ModelSpec, get_backend, get_spec
 from medgate.training import checkpoint_key, ensure_checkpoint, load_trained
@@ -72,6 +73,9 @@ class Workspace:
         self.reference_evaluation = cache(self._reference_evaluation)
         self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
         #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
+        self.memory = MemoryLedger(
+            config.baseline_dir, config.root, config.update_baselines, config.memory_headroom
+        )
         self.baselines_written: list[Path] = []
         self.uncaptured: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         # Exports live for one run: a cache keyed by weights alone would keep serving the graph
@@ -153,6 +157,14 @@ class Workspace:
         session = self._build(case, self.artifact_dir(case), self._memo)
         self._sessions[key] = session
         return session
+
+    @contextlib.contextmanager
+    def fresh_session(self, case: Case) -> Iterator[Session]:
+        """A session built from nothing this run has derived: a new artifact directory and an
+        empty memo, so export, quantization and calibration happen again (the memory lane
+        measures them). Not cached; its artifacts are deleted on exit."""
+        with tempfile.TemporaryDirectory(prefix="medgate-fresh-") as directory:
+            yield self._build(case, Path(directory), {})
 
     def _build(self, case: Case, artifact_dir: Path, memo: dict[str, Any]) -> Session:
         model = copy.deepcopy(self.trained_model(case.model))
@@ -264,3 +276,15 @@ class Workspace:
             None if is_reference else reference,
             candidate,
         )
+
+    def check_cuda_peak(self, case: Case, peak_bytes: int) -> None:
+        """Record ``torch.cuda.max_memory_allocated`` of one batch and hold it to its ceiling."""
+        facts = self.facts(case.model, case.input_size)
+        observed = self.memory.observe(case, "cuda_peak", peak_bytes, facts.param_bytes, None)
+        if observed.verdict == "OVER CEILING" and observed.ceiling is not None:
+            raise AssertionError(
+                f"{case.id}: CUDA peak {peak_bytes} B >= ceiling "
+                f"{observed.ceiling.ceiling_bytes} B (measured "
+                f"{observed.ceiling.measured_bytes} B when recorded) in "
+                f"{self.memory.display_path(case.model)}"
+            )

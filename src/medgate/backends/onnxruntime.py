@@ -101,6 +101,11 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # The CPU arena grows in chunks sized by its extend strategy and keeps them: with it on,
+        # the memory lane would measure the arena's policy (and the order cases ran in), not the
+        # graph. Off, each run's tensors are plain mallocs that memray sees come and go. The
+        # CUDA provider keeps its own arena (the GPU figure is torch's, see test_memory.py).
+        options.enable_cpu_mem_arena = False
         inference = ort.InferenceSession(
             str(artifact), sess_options=options, providers=self.execution_providers(context)
         )

@@ -1,0 +1,70 @@
+"""Peak memory per case, measured by memray through pytest-memray's ``limit_memory`` marker,
+whose limit is the case's stored ceiling (``baselines/memory/``). Never in the timed tests:
+memray's tracing would distort their rounds.
+
+What the measured region holds: the test function's body only (fixtures run outside it). For
+``inference`` that is one batch through a session that is already built and warmed up, so the
+figure is activations, workspace and output; for ``session`` it is building the session from the
+trained model: the model's copy, export, quantization and calibration, the runtime's session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from medgate.backends import Session
+from medgate.matrix import Case
+from medgate.workspace import Workspace
+
+pytestmark = pytest.mark.memory
+
+
+@pytest.fixture
+def warm_batch(medgate_case: Case, medgate_session: Session, medgate_inputs: torch.Tensor) -> Any:
+    """The placed batch, after the session's warm-up calls (lazy allocations happen there)."""
+    placed = medgate_session.place(medgate_inputs)
+    for _ in range(medgate_session.warmup_calls):
+        medgate_session.run(placed)
+    medgate_session.synchronize()
+    if medgate_case.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return placed
+
+
+@pytest.mark.medgate(batch="throughput", memory="inference")
+def test_inference_memory(
+    medgate_case: Case,
+    medgate_session: Session,
+    warm_batch: Any,
+    medgate_workspace: Workspace,
+    record_property: Callable[[str, object], None],
+) -> None:
+    medgate_session.run(warm_batch)
+    medgate_session.synchronize()
+    record_property("artifact_bytes", medgate_session.artifact_bytes)
+    if medgate_case.device == "cuda":
+        medgate_workspace.check_cuda_peak(medgate_case, torch.cuda.max_memory_allocated())
+
+
+@pytest.fixture
+def session_inputs(medgate_case: Case, medgate_workspace: Workspace) -> None:
+    """Everything a build reads, loaded before the measured region: the trained model, the
+    example batch and the calibration images."""
+    medgate_workspace.trained_model(medgate_case.model)
+    medgate_workspace.inputs(medgate_case.model, medgate_case.input_size, 1)
+    medgate_workspace.calibration_batches(medgate_case.model, medgate_case.input_size)
+
+
+@pytest.mark.medgate(batch="latency", memory="session")
+@pytest.mark.usefixtures("session_inputs")
+def test_session_memory(
+    medgate_case: Case,
+    medgate_workspace: Workspace,
+    record_property: Callable[[str, object], None],
+) -> None:
+    with medgate_workspace.fresh_session(medgate_case) as session:
+        record_property("artifact_bytes", session.artifact_bytes)
