@@ -3,7 +3,6 @@ records under ``--update-baselines``."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,8 @@ MIN_SLACK_BYTES = {"session": 2 * 2**20, "inference": 0, "cuda_peak": 0}
 
 
 def ceiling_for(figure: str, measured_bytes: int, headroom: float) -> int:
-    return math.ceil(max(measured_bytes * (1 + headroom), measured_bytes + MIN_SLACK_BYTES[figure]))
+    with_headroom = round(measured_bytes * (1 + headroom))
+    return max(with_headroom, measured_bytes + MIN_SLACK_BYTES[figure])
 
 
 def memory_key(case: Case) -> str:

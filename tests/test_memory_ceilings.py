@@ -1,0 +1,48 @@
+"""Memory ceilings: how they are derived, stored and compared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medgate.matrix import Case
+from medgate.memory_ceilings import read_memory_baseline
+from medgate.memory_run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
+
+CASE = Case("tiny_cnn", "eager", "fp32", 16, 16, "cuda")
+
+
+def test_a_ceiling_adds_the_headroom_or_the_figures_minimum_slack() -> None:
+    assert ceiling_for("inference", 100 * 2**20, 0.10) == 110 * 2**20
+    assert ceiling_for("session", 1000, 0.10) == 1000 + MIN_SLACK_BYTES["session"]
+
+
+def test_recorded_ceilings_gate_the_next_run(tmp_path: Path) -> None:
+    recording = MemoryLedger(tmp_path, tmp_path, update=True, headroom=0.10)
+    assert recording.observe(CASE, "cuda_peak", 1000, 10, None).verdict == "recorded"
+    (path,) = recording.write(threads=2)
+    stored = read_memory_baseline(path)
+    assert stored is not None
+    assert stored.cases["eager-fp32-16-bs16-cuda"]["cuda_peak"].ceiling_bytes == 1100
+    assert stored.depends_on["threads"] == 2
+
+    gating = MemoryLedger(tmp_path, tmp_path, update=False, headroom=0.10)
+    assert gating.observe(CASE, "cuda_peak", 1099, 10, None).verdict == "ok"
+    assert gating.observe(CASE, "cuda_peak", 1100, 10, None).verdict == "OVER CEILING"
+    assert (
+        gating.observe(
+            Case("tiny_cnn", "eager", "fp32", 32, 16, "cuda"), "cuda_peak", 5, 10, None
+        ).verdict
+        == "no ceiling yet"
+    )
+
+
+def test_an_unknown_figure_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "memory" / "m.json"
+    path.parent.mkdir()
+    path.write_text('{"schema": 1, "model": "m", "headroom": 0.1, "cases": {"c": {"vram": {}}}}')
+    from medgate.accuracy_baselines import BaselineError
+
+    with pytest.raises(BaselineError, match=r"m\.json: field cases\.c\.vram: unknown figure"):
+        read_memory_baseline(path)
