@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from fixtures import alzheimer_mri
-from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
+from medgate import KnownDisagreement, ModelSpec, StagedClassifier, TrainRecipe, register_model
 
 SPEC = ModelSpec(
     name="alzheimer_cnn",
@@ -22,6 +22,15 @@ SPEC = ModelSpec(
     std=(0.25,),
     dataset=alzheimer_mri.RECIPE,
     train=TrainRecipe(train_size=192, epochs=6),
+    known_disagreements=(
+        KnownDisagreement(
+            "onnxruntime-int8-static-256",
+            "MinMax static int8 at 256 px, furthest from the 192 px it was trained and "
+            "calibrated at: accuracy 73.0 -> 66.0 % (33 images lost, 5 gained, McNemar "
+            "p = 2e-6) while top-1 agreement is 90.0 %, just inside the agreement tolerance",
+            gates=("accuracy",),
+        ),
+    ),
 )
 
 WIDTHS = (16, 32, 32, 64, 64, 128, 128, 128)

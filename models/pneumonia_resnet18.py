@@ -55,6 +55,16 @@ INT8_STATIC_LOSES_SENSITIVITY = KnownDisagreement(
     dataset="pneumoniamnist*",
 )
 
+#: On the bundled data at 128 px (off the 64 px it was trained at), MinMax static int8 calls
+#: more normal radiographs pneumonia: specificity 36 -> 27 % (18 lost, 0 gained).
+INT8_STATIC_LOSES_SPECIFICITY = KnownDisagreement(
+    "onnxruntime-int8-static-128",
+    "ORT static int8 drops specificity 36.0 % -> 27.0 % on the bundled set at 128 px "
+    "(McNemar p = 4e-6)",
+    gates=("accuracy",),
+    dataset="synthetic_*",
+)
+
 SPEC = ModelSpec(
     name="pneumonia_resnet18",
     task="pneumonia from a frontal chest radiograph",
@@ -68,7 +78,7 @@ SPEC = ModelSpec(
     train=TrainRecipe(train_size=64, epochs=3),
     smoke_size=64,
     unsupported=(PT2E_REJECTS_RESNET,),
-    known_disagreements=(INT8_STATIC_LOSES_SENSITIVITY,),
+    known_disagreements=(INT8_STATIC_LOSES_SENSITIVITY, INT8_STATIC_LOSES_SPECIFICITY),
     accuracy=AccuracyPolicy(floors=FLOORS),
 )
 
