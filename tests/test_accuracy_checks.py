@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from medgate.accuracy_baselines import (
-    BaselineError,
     CaseRecord,
     CheckpointIdentity,
     DatasetIdentity,
@@ -21,6 +20,7 @@ from medgate.accuracy_baselines import (
 )
 from medgate.accuracy_gate import BASELINE, REFERENCE, PairedDropCheck, RunIdentity, staleness
 from medgate.accuracy_run import AccuracyLedger
+from medgate.baseline_files import BaselineError
 from medgate.matrix import Case
 from medgate.metrics import METRICS, Evaluation, Flips
 from medgate.paired import McNemar, bootstrap_delta

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from medgate.baseline_files import BaselineError
 from medgate.matrix import Case
 from medgate.memory_ceilings import read_memory_baseline
 from medgate.memory_run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
@@ -42,7 +43,5 @@ def test_an_unknown_figure_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "memory" / "m.json"
     path.parent.mkdir()
     path.write_text('{"schema": 1, "model": "m", "headroom": 0.1, "cases": {"c": {"vram": {}}}}')
-    from medgate.accuracy_baselines import BaselineError
-
     with pytest.raises(BaselineError, match=r"m\.json: field cases\.c\.vram: unknown figure"):
         read_memory_baseline(path)

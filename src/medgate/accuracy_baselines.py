@@ -18,16 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from medgate.baseline_files import BaselineError, load_json, rerecord_hint
 from medgate.data import atomic_write_bytes
 from medgate.metrics import METRICS
 
 SCHEMA = 1
 #: Predictions are stored one character per image: class 0-9 then a-z.
 _SYMBOLS = string.digits + string.ascii_lowercase
-
-
-class BaselineError(ValueError):
-    """A baseline file that cannot be used; the message names the file, the field and the fix."""
 
 
 @dataclass(frozen=True)
@@ -116,16 +113,8 @@ def write_baseline(path: Path, baseline: ModelBaseline) -> None:
 
 def read_baseline(path: Path) -> ModelBaseline | None:
     """The file's baseline, None when there is none; ``BaselineError`` when it is unusable."""
-    if not path.exists():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BaselineError(
-            f"{path}: not readable JSON ({error}); restore it from git or delete it and re-record "
-            "with `pytest perf_tests -m accuracy --update-baselines`"
-        ) from error
-    return _Reader(path).model(payload)
+    payload = load_json(path, "accuracy")
+    return None if payload is None else _Reader(path).model(payload)
 
 
 class _Reader:
@@ -137,7 +126,7 @@ class _Reader:
     def fail(self, where: str, problem: str) -> BaselineError:
         return BaselineError(
             f"{self.path}: field {where}: {problem}; fix the field, or delete the file and "
-            "re-record it with `pytest perf_tests -m accuracy --update-baselines`"
+            f"re-record it with {rerecord_hint('accuracy')}"
         )
 
     def mapping(self, value: Any, where: str) -> dict[str, Any]:
@@ -160,7 +149,7 @@ class _Reader:
             raise BaselineError(
                 f"{self.path}: field schema: is {schema!r}, this medgate reads schema {SCHEMA} "
                 "(older files lack the per-image predictions the paired tests need); re-record "
-                "it with `pytest perf_tests -m accuracy --update-baselines` and review the diff"
+                f"it with {rerecord_hint('accuracy')} and review the diff"
             )
         baseline = ModelBaseline(
             model=self.text(root, "model", "(top level)"),

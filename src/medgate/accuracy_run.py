@@ -17,6 +17,7 @@ from medgate.accuracy_baselines import (
     write_baseline,
 )
 from medgate.accuracy_gate import AccuracyGate, Finding, RunIdentity
+from medgate.baseline_files import display_path
 from medgate.machine import library_versions
 from medgate.matrix import Case
 from medgate.metrics import Evaluation, Flips
@@ -56,8 +57,7 @@ class AccuracyLedger:
         return baseline_path(self.baseline_dir, model)
 
     def display_path(self, model: str) -> str:
-        path = self.path(model)
-        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+        return display_path(self.path(model), self.root)
 
     def baseline(self, model: str) -> ModelBaseline | None:
         """The stored baseline of ``model``; raises ``BaselineError`` for an unusable file."""

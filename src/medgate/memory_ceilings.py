@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medgate.accuracy_baselines import BaselineError
+from medgate.baseline_files import BaselineError, load_json, rerecord_hint
 from medgate.data import atomic_write_bytes
 
 SCHEMA = 1
@@ -61,22 +61,16 @@ def write_memory_baseline(path: Path, baseline: MemoryBaseline) -> None:
 
 def read_memory_baseline(path: Path) -> MemoryBaseline | None:
     """The file's ceilings, None when there is none; ``BaselineError`` when it is unusable."""
-    if not path.exists():
+    payload = load_json(path, "memory")
+    if payload is None:
         return None
 
     def fail(where: str, problem: str) -> BaselineError:
         return BaselineError(
             f"{path}: field {where}: {problem}; fix the field, or delete the file and re-record "
-            "it with `pytest perf_tests -m memory --update-baselines`"
+            f"it with {rerecord_hint('memory')}"
         )
 
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BaselineError(
-            f"{path}: not readable JSON ({error}); restore it from git or delete it and "
-            "re-record with `pytest perf_tests -m memory --update-baselines`"
-        ) from error
     if not isinstance(payload, dict):
         raise fail("(top level)", "expected an object")
     if payload.get("schema") != SCHEMA:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from medgate.baseline_files import display_path
 from medgate.machine import cpu_model, library_versions
 from medgate.matrix import Case
 from medgate.memory_ceilings import (
@@ -65,8 +66,7 @@ class MemoryLedger:
         return memory_path(self.baseline_dir, model)
 
     def display_path(self, model: str) -> str:
-        path = self.path(model)
-        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+        return display_path(self.path(model), self.root)
 
     def baseline(self, model: str) -> MemoryBaseline | None:
         """The stored ceilings of ``model``; raises ``BaselineError`` for an unusable file."""

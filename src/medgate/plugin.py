@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
-from medgate.accuracy_baselines import BaselineError
 from medgate.accuracy_report import accuracy_tables, missing_baselines
 from medgate.agreement import summary_table
 from medgate.backends.base import Session
+from medgate.baseline_files import BaselineError
 from medgate.config import SuiteConfig, add_options
 from medgate.data import DatasetError
 from medgate.machine import machine_facts

@@ -1,0 +1,33 @@
+"""What every reviewed baseline file shares: where it is shown from, how it is read, the error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file, the field and the fix."""
+
+
+def rerecord_hint(lane: str) -> str:
+    return f"`pytest perf_tests -m {lane} --update-baselines`"
+
+
+def load_json(path: Path, lane: str) -> Any:
+    """The parsed file, None when there is none; ``BaselineError`` when it is not JSON."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BaselineError(
+            f"{path}: not readable JSON ({error}); restore it from git or delete it and "
+            f"re-record with {rerecord_hint(lane)}"
+        ) from error
+
+
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to the project root where it lies inside it, as a reviewer reads it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
