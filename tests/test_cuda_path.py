@@ -3,8 +3,10 @@ timing and the peak-memory figure. (The lane itself runs with ``-m cuda`` on a m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,21 +15,44 @@ import torch
 from medgate.backends import BuildContext, Session
 from medgate.bench import time_case
 from medgate.facts import ModelFacts
+from medgate.fingerprint import Fingerprint
+from medgate.latency_run import LatencyLedger
 from medgate.matrix import Case, skip_reason
+from medgate.reference_workload import ReferenceWorkload
 from medgate.registry import get_backend
+
+
+class FakeStats:
+    def __init__(self) -> None:
+        self.data: list[float] = []
+
+    def update(self, seconds: float) -> None:
+        self.data.append(seconds)
 
 
 class FakeBenchmark:
     """pytest-benchmark's fixture, reduced to what ``time_case`` uses."""
 
-    def __init__(self, rounds: int = 5) -> None:
-        self.rounds = rounds
+    def __init__(self) -> None:
         self.group = ""
         self.extra_info: dict[str, Any] = {}
+        self.stats: SimpleNamespace | None = None
 
-    def __call__(self, step: Callable[[], None]) -> None:
-        for _ in range(self.rounds):
-            step()
+    def pedantic(self, target: Callable[[], None], setup: Callable[[], None], rounds: int) -> None:
+        self.stats = SimpleNamespace(stats=FakeStats())
+        for _ in range(rounds):
+            setup()
+            started = time.perf_counter()
+            target()
+            self.stats.stats.update(time.perf_counter() - started)
+
+
+def timing_tools(tmp_path: Path, device: str) -> tuple[LatencyLedger, ReferenceWorkload]:
+    """A ledger with no baselines (five rounds a measurement) and a reference workload whose
+    runs are not logged with the case's."""
+    machine = Fingerprint({"cpu_model": "test", "usable_cores": 2, "threads": 2})
+    ledger = LatencyLedger(tmp_path, tmp_path, False, machine, max_time=1e-6, min_rounds=5)
+    return ledger, ReferenceWorkload(CountingSession(device, []))
 
 
 class CountingSession(Session):
@@ -65,13 +90,20 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 def test_cuda_timing_synchronizes_every_round_and_records_peak_memory(
-    fake_gpu: dict[str, int],
+    fake_gpu: dict[str, int], tmp_path: Path
 ) -> None:
     log: list[str] = []
     session = CountingSession("cuda", log)
-    benchmark = FakeBenchmark(rounds=5)
+    benchmark = FakeBenchmark()
     case = Case("tiny_cnn", "eager", "fp16", 16, 1, "cuda")
-    time_case(benchmark, case, session, torch.zeros(1, 1, 16, 16), ModelFacts(10, 40, 1000))
+    time_case(
+        benchmark,
+        case,
+        session,
+        torch.zeros(1, 1, 16, 16),
+        ModelFacts(10, 40, 1000),
+        *timing_tools(tmp_path, "cuda"),
+    )
     timed = log[-10:]
     assert timed == ["run", "sync"] * 5  # no round ends before the GPU has finished
     assert fake_gpu["reset_peak"] == 1  # after warm-up, so the figure is inference only
@@ -81,10 +113,12 @@ def test_cuda_timing_synchronizes_every_round_and_records_peak_memory(
     assert benchmark.group == "tiny_cnn 16px bs1 cuda"
 
 
-def test_cpu_timing_records_no_gpu_memory() -> None:
+def test_cpu_timing_records_no_gpu_memory(tmp_path: Path) -> None:
     benchmark = FakeBenchmark()
     case = Case("tiny_cnn", "eager", "fp32", 16, 1, "cpu")
-    time_case(benchmark, case, CountingSession("cpu", []), torch.zeros(1), ModelFacts(1, 4, 1))
+    session = CountingSession("cpu", [])
+    tools = timing_tools(tmp_path, "cpu")
+    time_case(benchmark, case, session, torch.zeros(1), ModelFacts(1, 4, 1), *tools)
     assert "cuda_max_memory_allocated" not in benchmark.extra_info
 
 

@@ -2,7 +2,7 @@
 
 from medgate.data import SyntheticRecipe
 from medgate.matrix import Case
-from medgate.policy import AccuracyPolicy, Floor
+from medgate.policy import AccuracyPolicy, Floor, LatencyPolicy
 from medgate.registry import (
     KnownDisagreement,
     ModelSpec,
@@ -23,6 +23,7 @@ __all__ = [
     "Case",
     "Floor",
     "KnownDisagreement",
+    "LatencyPolicy",
     "ModelSpec",
     "StagedClassifier",
     "SyntheticRecipe",

@@ -72,6 +72,27 @@ def percentage(value: str) -> float:
     return number / 100
 
 
+def non_negative_int(value: str) -> int:
+    if value.strip() == "0":
+        return 0
+    return positive_int(value)
+
+
+def seed(value: str) -> int | None:
+    """A whole number, or empty / ``random`` for a new seed each run."""
+    if value.strip() in ("", "random"):
+        return None
+    return non_negative_int(value)
+
+
+def normalize_mode(value: str) -> str:
+    if value not in ("auto", "always"):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: 'auto' (normalize across machines or when the machine drifted) or 'always'"
+        )
+    return value
+
+
 def model_paths(values: list[str] | str) -> Mapping[str, Path]:
     """``MODEL=PATH`` pairs, from a repeated option or an ini line list."""
     pairs: dict[str, Path] = {}
@@ -143,6 +164,37 @@ OPTIONS = (
         "10",
         "percent added to a measured memory figure to make its ceiling (--update-baselines)",
     ),
+    Option(
+        "--latency-tolerance",
+        percentage,
+        "10",
+        "percent a case may be slower than its latency baseline (a model's spec may override)",
+    ),
+    Option(
+        "--latency-remeasures",
+        non_negative_int,
+        "2",
+        "times an unsure latency case is measured again, each with as many rounds as it has",
+    ),
+    Option(
+        "--latency-normalize",
+        normalize_mode,
+        "auto",
+        "compare case/reference-workload ratios: auto (other machine, or drifted) or always",
+    ),
+    Option(
+        "--latency-baseline-machine",
+        str,
+        "",
+        "fingerprint id whose latency baselines to compare with (normalized) on a machine "
+        "that has none",
+    ),
+    Option(
+        "--latency-seed",
+        seed,
+        "",
+        "seed of the order sessions run in within a model (default: a new one each run)",
+    ),
     Option("--baseline-dir", str, "baselines", "committed baselines (accuracy/, memory/)"),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),
     Option("--checkpoint", model_path, "", "MODEL=PATH: use your checkpoint", repeated=True),
@@ -209,6 +261,13 @@ class SuiteConfig:
     root: Path
     update_baselines: bool = False
     memory_headroom: float = 0.10
+    latency_tolerance: float = 0.10
+    latency_remeasures: int = 2
+    latency_normalize: str = "auto"
+    latency_baseline_machine: str | None = None
+    latency_seed: int | None = None
+    benchmark_max_time: float = 1.0
+    benchmark_min_rounds: int = 5
     checkpoints: Mapping[str, Path] = field(default_factory=dict)
     datasets: Mapping[str, Path] = field(default_factory=dict)
     zoo: tuple[str, ...] = ()
@@ -242,6 +301,13 @@ class SuiteConfig:
             root=root,
             update_baselines=bool(config.getoption("medgate_update_baselines")),
             memory_headroom=values["medgate_memory_headroom"],
+            latency_tolerance=values["medgate_latency_tolerance"],
+            latency_remeasures=values["medgate_latency_remeasures"],
+            latency_normalize=values["medgate_latency_normalize"],
+            latency_baseline_machine=values["medgate_latency_baseline_machine"] or None,
+            latency_seed=values["medgate_latency_seed"],
+            benchmark_max_time=float(config.getoption("benchmark_max_time", 1.0)),
+            benchmark_min_rounds=int(config.getoption("benchmark_min_rounds", 5)),
             checkpoints=MappingProxyType({m: _rooted(root, p) for m, p in checkpoints.items()}),
             datasets=MappingProxyType({m: _rooted(root, p) for m, p in datasets.items()}),
             zoo=tuple(config.getini("medgate_zoo")),

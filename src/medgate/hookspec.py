@@ -16,3 +16,13 @@ def pytest_medgate_machine_info(config: pytest.Config, info: dict[str, Any]) -> 
         def pytest_medgate_machine_info(config, info):
             info["runner"] = os.environ.get("RUNNER_NAME", "local")
     """
+
+
+def pytest_medgate_fingerprint(config: pytest.Config, fingerprint: dict[str, Any]) -> None:
+    """Add what makes two machines time differently to the fingerprint latency baselines are
+    keyed by (``baselines/latency/<fingerprint id>/``). Add only what moves a timing: every
+    added key makes a new machine with no baseline. Example, in your conftest.py::
+
+        def pytest_medgate_fingerprint(config, fingerprint):
+            fingerprint["instance_type"] = os.environ.get("INSTANCE_TYPE", "unknown")
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import random
 from typing import Any, Literal
 
 import pytest
@@ -17,6 +18,9 @@ from medgate.backends.base import Session
 from medgate.baseline_files import BaselineError
 from medgate.config import SuiteConfig, add_options
 from medgate.data import DatasetError
+from medgate.fingerprint import Fingerprint, machine_fingerprint
+from medgate.latency_baselines import latency_dir
+from medgate.latency_report import latency_notes, latency_table
 from medgate.machine import machine_facts
 from medgate.matrix import Case, build_cases, check_selection, select_models, skip_reason
 from medgate.memory_report import memory_table
@@ -30,7 +34,8 @@ MARKERS = {
     "cpu": "the case runs on the CPU",
     "cuda": "the case runs on a CUDA GPU (skipped with a reason where there is none)",
     "smoke": "one input size per model and backend: the quick pre-merge lane",
-    "latency": "timed with pytest-benchmark",
+    "latency": "timed with pytest-benchmark, judged against baselines/latency",
+    "stages": "preprocessing, feature extractor and head timed apart (p50/p95/p99 each)",
     "agreement": "a backend's logits checked against eager fp32",
     "accuracy": "metrics on the model's test split",
     "memory": "peak memory, measured apart from the timed tests",
@@ -98,14 +103,27 @@ def pytest_configure(config: pytest.Config) -> None:
     except UnknownNameError as error:
         raise pytest.UsageError(f"medgate: {error}") from error
     torch.set_num_threads(suite.threads)
-    workspace = Workspace(suite)
+    facts = machine_fingerprint(suite.threads)
+    config.hook.pytest_medgate_fingerprint(config=config, fingerprint=facts)
+    workspace = Workspace(suite, fingerprint=Fingerprint(facts))
+    machine = suite.latency_baseline_machine
+    if machine is not None and not (latency_dir(suite.baseline_dir) / machine).is_dir():
+        raise pytest.UsageError(
+            f"--latency-baseline-machine={machine}: no such directory under "
+            f"{latency_dir(suite.baseline_dir)}; name one of the fingerprint ids there"
+        )
     # Ceilings become markers while tests are generated; a broken file must stop the run here,
     # as one error, rather than as a collection error of every memory test.
-    for model in select_models(suite.matrix.models):
-        try:
+    models = select_models(suite.matrix.models)
+    try:
+        for model in models:
             workspace.memory.baseline(model)
-        except BaselineError as error:
-            raise pytest.UsageError(f"medgate: {error}") from error
+        workspace.latency.preload(models)
+    except BaselineError as error:
+        raise pytest.UsageError(f"medgate: {error}") from error
+    workspace.order_seed = (
+        suite.latency_seed if suite.latency_seed is not None else random.randrange(10**6)
+    )
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         workspace.uncaptured = capture.global_and_fixture_disabled
@@ -228,13 +246,21 @@ def _case_of(item: pytest.Item) -> Case | None:
     return case if isinstance(case, Case) else None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run each prepared session's tests back to back, so a session is built once."""
-    first_seen: dict[tuple[str, str, str, int, str], int] = {}
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run each prepared session's tests back to back, so a session is built once; within a
+    model, sessions run in a shuffled order (``--latency-seed``), so a drift of the machine
+    over the run lands on different cases each run instead of always on the last ones."""
+    sessions: dict[str, list[tuple[str, str, str, int, str]]] = {}
     for item in items:
         case = _case_of(item)
-        if case is not None:
-            first_seen.setdefault(case.session_key, len(first_seen))
+        if case is not None and case.session_key not in sessions.get(case.model, []):
+            sessions.setdefault(case.model, []).append(case.session_key)
+    shuffler = random.Random(workspace_of(config).order_seed)
+    first_seen: dict[tuple[str, str, str, int, str], int] = {}
+    for keys in sessions.values():
+        shuffler.shuffle(keys)
+        for key in keys:
+            first_seen[key] = len(first_seen)
 
     def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
         case = _case_of(indexed[1])
@@ -274,10 +300,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    suite = workspace_of(config).config
+    workspace = workspace_of(config)
+    suite = workspace.config
     return [
         f"medgate: threads={suite.threads} throughput-batch={suite.throughput_batch} "
         f"cache={suite.cache_dir}",
+        f"medgate: machine fingerprint {workspace.fingerprint.id} "
+        f"({workspace.fingerprint.device_class('cpu')}); session order seed "
+        f"{workspace.order_seed} (--latency-seed)",
     ]
 
 
@@ -293,6 +323,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     }
     workspace.baselines_written = workspace.accuracy.write(positives)
     workspace.baselines_written += workspace.memory.write(workspace.config.threads)
+    workspace.baselines_written += workspace.latency.write()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -329,6 +360,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                     f"{workspace.memory.display_path(model)} were measured, not gated; record "
                     "them with `pytest perf_tests -m memory --update-baselines`"
                 )
+    if workspace.latency.results:
+        terminalreporter.write_sep(
+            "-", f"medgate: latency on {workspace.fingerprint.id} vs baselines/latency"
+        )
+        terminalreporter.write_line(latency_table(workspace.latency.results.values()))
+        for note in latency_notes(workspace.latency.results.values()):
+            terminalreporter.write_line(f"medgate: {note}")
     for path in workspace.baselines_written:
         terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")
 
@@ -337,7 +375,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def pytest_benchmark_update_machine_info(
     config: pytest.Config, machine_info: dict[str, Any]
 ) -> None:
-    info = machine_facts(workspace_of(config).config.threads)
+    workspace = workspace_of(config)
+    info = machine_facts(workspace.config.threads)
+    info["fingerprint"] = dict(workspace.fingerprint.facts)
+    info["fingerprint_id"] = workspace.fingerprint.id
     config.hook.pytest_medgate_machine_info(config=config, info=info)
     machine_info["medgate"] = info
 

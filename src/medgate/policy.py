@@ -55,3 +55,23 @@ class AccuracyPolicy:
 
     def floors_for(self, dataset: str, case: str) -> list[Floor]:
         return [floor for floor in self.floors if floor.applies_to(dataset, case)]
+
+
+@dataclass(frozen=True)
+class LatencyPolicy:
+    """How much slower than its baseline a case of this model may get before it regresses.
+
+    ``tolerance`` None takes the run's ``--latency-tolerance`` (ini ``medgate_latency_tolerance``,
+    10 % by default). ``overrides`` are ``(glob over backend-precision-size, tolerance)`` pairs;
+    the first match wins, e.g. ``(("onnxruntime-int8-dynamic-*", 0.25),)`` for a case whose
+    ConvInteger kernels are known to swing with the cache state.
+    """
+
+    tolerance: float | None = None
+    overrides: tuple[tuple[str, float], ...] = ()
+
+    def tolerance_for(self, backend: str, precision: str, size: int, default: float) -> float:
+        for cases, tolerance in self.overrides:
+            if fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", cases):
+                return tolerance
+        return self.tolerance if self.tolerance is not None else default

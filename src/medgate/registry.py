@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from medgate.policy import AccuracyPolicy
+from medgate.policy import AccuracyPolicy, LatencyPolicy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -97,6 +97,8 @@ class ModelSpec:
     known_disagreements: tuple[KnownDisagreement, ...] = ()
     #: Tolerated metric drops and absolute floors of the accuracy gate.
     accuracy: AccuracyPolicy = field(default_factory=AccuracyPolicy)
+    #: Tolerated slowdown against the latency baseline, per model or per case.
+    latency: LatencyPolicy = field(default_factory=LatencyPolicy)
     license: str = "MIT (architecture: torchvision BSD-3-Clause where used)"
 
     def __post_init__(self) -> None:

@@ -32,10 +32,19 @@ from medgate.backends.base import BuildContext, Session
 from medgate.config import SuiteConfig
 from medgate.data import Dataset, load_dataset, preprocess, sha256_file
 from medgate.facts import ModelFacts, model_facts
+from medgate.fingerprint import Fingerprint, machine_fingerprint
+from medgate.latency_run import LatencyLedger, LatencyResult
 from medgate.matrix import Case
 from medgate.memory_run import MemoryLedger
 from medgate.metrics import Evaluation
+from medgate.reference_workload import (
+    INPUT_SHAPE,
+    ReferenceWorkload,
+    reference_input,
+    reference_network,
+)
 from medgate.registry import ModelSpec, get_backend, get_spec
+from medgate.stages import StagedClassifier
 from medgate.training import checkpoint_key, ensure_checkpoint, load_trained
 
 
@@ -54,7 +63,12 @@ class Workspace:
     #: adjacent, and older ones are dropped to bound memory over a large matrix.
     max_sessions = 4
 
-    def __init__(self, config: SuiteConfig, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: SuiteConfig,
+        stream: IO[str] | None = None,
+        fingerprint: Fingerprint | None = None,
+    ) -> None:
         self.config = config
         self.stream = stream or sys.stderr
         self._datasets: dict[str, Dataset] = {}
@@ -76,7 +90,24 @@ class Workspace:
         self.memory = MemoryLedger(
             config.baseline_dir, config.root, config.update_baselines, config.memory_headroom
         )
+        self.fingerprint = fingerprint or Fingerprint(machine_fingerprint(config.threads))
+        self.latency = LatencyLedger(
+            config.baseline_dir,
+            config.root,
+            config.update_baselines,
+            self.fingerprint,
+            tolerance=config.latency_tolerance,
+            max_remeasures=config.latency_remeasures,
+            normalize="always" if config.latency_normalize == "always" else "auto",
+            baseline_machine=config.latency_baseline_machine,
+            max_time=config.benchmark_max_time,
+            min_rounds=config.benchmark_min_rounds,
+        )
+        #: One reference workload per backend and device, built on first use.
+        self.reference_workload = cache(self._reference_workload)
         self.baselines_written: list[Path] = []
+        #: Seeds the order sessions run in within a model; the plugin sets it at start-up.
+        self.order_seed = 0
         self.uncaptured: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         # Exports live for one run: a cache keyed by weights alone would keep serving the graph
         # of yesterday's forward() after a code change, and hide exactly the regression we gate.
@@ -167,21 +198,115 @@ class Workspace:
             yield self._build(case, Path(directory), {})
 
     def _build(self, case: Case, artifact_dir: Path, memo: dict[str, Any]) -> Session:
-        model = copy.deepcopy(self.trained_model(case.model))
+        return self._prepare(
+            case,
+            self.trained_model(case.model),
+            self.inputs(case.model, case.input_size, 1),
+            lambda: self.calibration_batches(case.model, case.input_size),
+            artifact_dir,
+            memo,
+        )
+
+    def _prepare(
+        self,
+        case: Case,
+        module: nn.Module,
+        example: torch.Tensor,
+        calibration: Callable[[], tuple[torch.Tensor, ...]],
+        artifact_dir: Path,
+        memo: dict[str, Any],
+        stage: str = "",
+    ) -> Session:
         context = BuildContext(
             case,
             artifact_dir,
             self.config.threads,
             weights_sha256=self.weights(case.model).sha256,
-            calibration=lambda: self.calibration_batches(case.model, case.input_size),
+            calibration=calibration,
             calibration_recipe=self.config.calibration,
             memo=memo,
+            stage=stage,
         )
-        example = self.inputs(case.model, case.input_size, 1)
         started = time.perf_counter()
-        session = get_backend(case.backend).prepare(model, example, context)
+        session = get_backend(case.backend).prepare(copy.deepcopy(module), example, context)
         session.prepare_s = time.perf_counter() - started
         return session
+
+    def _reference_workload(self, backend: str, device: str) -> ReferenceWorkload:
+        """The reference network on ``backend`` in fp32 on ``device``."""
+        case = Case("medgate-reference", backend, "fp32", INPUT_SHAPE[-1], 1, device)
+        context = BuildContext(
+            case,
+            Path(self._artifacts.name) / f"reference-{device}",
+            self.config.threads,
+            quiet=True,
+        )
+        session = get_backend(backend).prepare(reference_network(), reference_input(), context)
+        return ReferenceWorkload(session)
+
+    def stage_sessions(self, case: Case) -> tuple[Session, Session]:
+        """The model's feature extractor and head, each built on its own by ``case``'s backend
+        and precision (static int8 calibrates the head on the features of the calibration
+        images). Not cached: one test per case uses them."""
+        trained = self.trained_model(case.model)
+        if not isinstance(trained, StagedClassifier):
+            raise TypeError(self.why_no_stages(case.model))
+        example = self.inputs(case.model, case.input_size, 1)
+
+        def head_calibration() -> tuple[torch.Tensor, ...]:
+            with torch.no_grad():
+                return tuple(
+                    trained.features(images)
+                    for images in self.calibration_batches(case.model, case.input_size)
+                )
+
+        with torch.no_grad():
+            features_example = trained.features(example)
+        directory = self.artifact_dir(case)
+        features = self._prepare(
+            case,
+            trained.features,
+            example,
+            lambda: self.calibration_batches(case.model, case.input_size),
+            directory / "stage-features",
+            self._memo,
+            stage="features",
+        )
+        head = self._prepare(
+            case,
+            trained.head,
+            features_example,
+            head_calibration,
+            directory / "stage-head",
+            self._memo,
+            stage="head",
+        )
+        return features, head
+
+    def why_no_stages(self, model: str) -> str | None:
+        """Why ``model`` cannot be timed stage by stage, or None when it can."""
+        trained = self.trained_model(model)
+        if isinstance(trained, StagedClassifier):
+            return None
+        return (
+            f"{model} is a {type(trained).__name__}, not a medgate.StagedClassifier: it has no "
+            "features and head to time apart"
+        )
+
+    def raw_images(self, model: str, count: int) -> Any:
+        """The first ``count`` test images as stored (uint8), before preprocessing."""
+        test = self.dataset(model).split("test")
+        return test.images[torch.arange(count).numpy() % len(test)]
+
+    def preprocessor(self, model: str, size: int) -> Callable[[Any], torch.Tensor]:
+        spec = self.spec(model)
+        return lambda images: preprocess(images, size, spec.mean, spec.std, spec.in_chans)
+
+    def enforce(self, *results: LatencyResult | None) -> None:
+        """Fail the test of a regressed or over-budget measurement, with its numbers."""
+        messages = [m for result in results if result is not None and (m := result.failure())]
+        if messages:
+            raise AssertionError("\n".join(messages))
 
     def check_agreement(self, case: Case, candidate: torch.Tensor) -> Agreement:
         """Compare ``candidate`` logits with eager fp32's on the same inputs, and record it."""

@@ -106,6 +106,8 @@ class OnnxRuntimeBackend(Backend):
         # graph. Off, each run's tensors are plain mallocs that memray sees come and go. The
         # CUDA provider keeps its own arena (the GPU figure is torch's, see test_memory.py).
         options.enable_cpu_mem_arena = False
+        if context.quiet:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         inference = ort.InferenceSession(
             str(artifact), sess_options=options, providers=self.execution_providers(context)
         )
