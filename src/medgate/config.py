@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
+from medgate.machine import usable_cores
 from medgate.matrix import DEVICES, MatrixSpec
 from medgate.precision import CalibrationRecipe
 
@@ -114,11 +115,7 @@ def model_path(value: str) -> str:
 def thread_count(value: str) -> int:
     """0 means every core this process may use."""
     if value.strip() == "0":
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
+        return usable_cores()
     return positive_int(value)
 
 

@@ -9,9 +9,7 @@ the ``pytest_medgate_fingerprint`` hook (an instance type, a power profile).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,13 +18,7 @@ from typing import Any
 
 import torch
 
-from medgate.machine import cpu_model
-
-
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+from medgate.machine import cpu_model, package_version, usable_cores
 
 
 def nvidia_driver() -> str | None:
@@ -38,20 +30,13 @@ def nvidia_driver() -> str | None:
     return match.group(1) if match else None
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def machine_fingerprint(threads: int) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "usable_cores": usable_cores(),
         "threads": threads,
         "torch": torch.__version__,
-        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu"),
         "gpu": None,
         "gpu_driver": None,
         "cuda_runtime": None,

@@ -51,7 +51,14 @@ def missing_native_bf16() -> str | None:
     )
 
 
-def _version(package: str) -> str | None:
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def package_version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -75,17 +82,16 @@ RECORDED_PACKAGES = (
 
 def library_versions() -> dict[str, str]:
     """Installed versions of ``RECORDED_PACKAGES`` (absent ones left out) and Python's."""
-    versions = {name: _version(name) for name in RECORDED_PACKAGES}
+    versions = {name: package_version(name) for name in RECORDED_PACKAGES}
     found = {name: version for name, version in versions.items() if version is not None}
     return {"python": platform.python_version(), **found}
 
 
 def machine_facts(threads: int) -> dict[str, Any]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     facts: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "threads": threads,
         "torch_threads": torch.get_num_threads(),
         "versions": library_versions(),
