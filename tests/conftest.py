@@ -13,6 +13,28 @@ HERE = Path(__file__).resolve().parent
 
 RunSuite = Callable[..., pytest.RunResult]
 
+#: A conftest for a pytester run that fakes an AVX2-only x86-64 (no AVX-512, no native bf16)
+#: without a GPU, so a test that counts cases counts the same on every machine: on one with
+#: native bf16 or CUDA those cases would run instead of skipping. It keeps avx2 and fma, which
+#: training's kernel pin reads.
+AVX2_ONLY_CPU = """
+import torch
+
+import medgate.machine
+
+torch.cuda.is_available = lambda: False
+
+_FAKE = medgate.machine.Cpu(
+    vendor="GenuineIntel",
+    brand="Fake AVX2-only CPU",
+    family=6,
+    model=0x3F,
+    stepping=2,
+    flags=frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}),
+)
+medgate.machine.cpu = lambda: _FAKE
+"""
+
 
 @pytest.fixture(scope="session")
 def medgate_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -124,8 +124,11 @@ def _section(
         (RunIdentity("d" * 64, CheckpointIdentity("c" * 64, "r")), None),
         # Same recipe retrained elsewhere: compared by metrics, not refused.
         (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, "r")), None),
-        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, "other")), "checkpoint SHA-256"),
-        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, None)), "checkpoint SHA-256"),
+        (
+            RunIdentity("d" * 64, CheckpointIdentity("e" * 64, "other")),
+            "checkpoint tensors SHA-256",
+        ),
+        (RunIdentity("d" * 64, CheckpointIdentity("e" * 64, None)), "tensors SHA-256"),
         (RunIdentity("f" * 64, CheckpointIdentity("c" * 64, "r")), "dataset SHA-256"),
     ],
 )
@@ -157,7 +160,7 @@ def test_baselines_round_trip_sorted_and_leave_no_temporary_file(tmp_path: Path)
 
 def test_a_missing_field_names_its_path(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
-    payload = {"schema": 1, "model": "m", "positive_class": "p", "datasets": {"x": {"dataset": {}}}}
+    payload = {"schema": 2, "model": "m", "positive_class": "p", "datasets": {"x": {"dataset": {}}}}
     path.write_text(json.dumps(payload))
     with pytest.raises(BaselineError, match=r"m\.json: field datasets\.x\.checkpoint: expected an"):
         read_baseline(path)

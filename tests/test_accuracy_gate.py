@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import RunSuite
-from medgate.data import sha256_file
+from medgate.training import checkpoint_sha256
 
 #: The reference, ORT fp32 and ORT static int8 at one size; eager has no static int8 (a skip).
 CASES = (
@@ -41,10 +41,10 @@ def test_update_baselines_records_a_reviewable_file_and_a_rerun_passes(
     recorded = _record(run_suite)
     recorded.stdout.fnmatch_lines(["*medgate: wrote *tiny_cnn.json; review the diff*"])
     payload = json.loads((pytester.path / BASELINE).read_text())
-    assert payload["schema"] == 1
+    assert payload["schema"] == 2
     assert payload["positive_class"] == "square"
     section = payload["datasets"]["tiny_squares"]
-    assert len(section["dataset"]["sha256"]) == len(section["checkpoint"]["sha256"]) == 64
+    assert len(section["dataset"]["sha256"]) == len(section["checkpoint"]["tensors_sha256"]) == 64
     assert section["checkpoint"]["recipe_key"]
     assert {"medgate", "torch", "onnxruntime", "scikit-learn"} <= set(section["versions"])
     assert sorted(section["cases"]) == [
@@ -72,11 +72,11 @@ def test_a_perturbed_checkpoint_that_loses_sensitivity_fails_against_the_baselin
 ) -> None:
     _record(run_suite)
     recorded = json.loads((pytester.path / BASELINE).read_text())
-    sha256 = recorded["datasets"]["tiny_squares"]["checkpoint"]["sha256"]
+    sha256 = recorded["datasets"]["tiny_squares"]["checkpoint"]["tensors_sha256"]
     (checkpoint,) = [
         path
         for path in (medgate_cache / "checkpoints").glob("tiny_cnn-*.pt")
-        if sha256_file(path) == sha256
+        if checkpoint_sha256(path) == sha256
     ]
     payload = torch.load(checkpoint, weights_only=True)
     # The positive logit's bias lowered: the classic "someone retrained with a different class
@@ -103,7 +103,7 @@ def test_a_perturbed_checkpoint_that_loses_sensitivity_fails_against_the_baselin
     gated.stdout.fnmatch_lines_random(
         [
             "*tiny_cnn-eager-fp32-16-bs64-cpu*vs baseline*sensitivity*REGRESSED*lost*",
-            "*tiny_cnn-eager-fp32-16-bs64-cpu*STALE BASELINE*checkpoint SHA-256*--update-*",
+            "*tiny_cnn-eager-fp32-16-bs64-cpu*STALE BASELINE*checkpoint tensors SHA-256*--update-*",
         ]
     )
 
@@ -222,12 +222,12 @@ def test_a_case_below_its_models_floor_fails_whatever_the_reference(
         ("{not json", "*tiny_cnn.json: not readable JSON*"),
         (
             '{"schema": 0, "model": "tiny_cnn"}',
-            "*tiny_cnn.json: field schema: is 0, this medgate reads schema 1*",
+            "*tiny_cnn.json: field schema: is 0, this medgate reads schema 2*",
         ),
         (
-            '{"schema": 1, "model": "tiny_cnn", "positive_class": "square", "datasets": '
+            '{"schema": 2, "model": "tiny_cnn", "positive_class": "square", "datasets": '
             '{"tiny_squares": {"dataset": {"name": "t", "source": "s", "sha256": "x"}, '
-            '"checkpoint": {"sha256": "y", "recipe_key": null}, "versions": {}, "cases": '
+            '"checkpoint": {"tensors_sha256": "y", "recipe_key": null}, "versions": {}, "cases": '
             '{"eager-fp32-16-cpu": {"predictions": "0101", "metrics": {"accuracy": "high"}}}}}}',
             "*tiny_cnn.json: field datasets.tiny_squares.cases.eager-fp32-16-cpu.metrics.accuracy:"
             " expected a number, found 'high'*",

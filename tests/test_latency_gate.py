@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE, RunSuite
+from conftest import AVX2_ONLY_CPU, HERE, RunSuite
 
 FAKE = (
     "--backends=fake_speed",
@@ -21,8 +21,8 @@ FAKE = (
     "-m",
     "latency",
 )
-#: fp32, fp16, int8-dynamic and int8-static (bf16 skips on this CPU) at 16 and 32 px, latency
-#: and throughput: 16 measurements per run.
+#: fp32, fp16, int8-dynamic and int8-static (bf16 skips on the faked AVX2-only CPU) at 16 and
+#: 32 px, latency and throughput: 16 measurements per run.
 TIMED = 16
 
 
@@ -36,7 +36,7 @@ def fake_suite(pytester: pytest.Pytester, suite_dir: Path) -> Path:
         "addopts = -p no:cacheprovider --strict-markers\n"
     )
     pytester.makeconftest(
-        "import os\n\n"
+        AVX2_ONLY_CPU + "\nimport os\n\n"
         "def pytest_medgate_fingerprint(config, fingerprint):\n"
         "    fingerprint['runner'] = os.environ.get('FAKE_RUNNER', 'a')\n"
     )

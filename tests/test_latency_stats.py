@@ -17,7 +17,26 @@ from medgate.matrix import Case
 from medgate.sampling import Rounds, rounds_for
 
 CASE = Case("tiny_cnn", "eager", "fp32", 16, 1, "cpu")
-HERE = Fingerprint({"cpu_model": "EPYC", "usable_cores": 2, "threads": 2})
+
+
+def machine(family: int, uarch: str, isa: list[str], cores: int = 2) -> Fingerprint:
+    """Schema-2 facts of an "AMD EPYC": the brand string alone does not tell these apart."""
+    return Fingerprint(
+        {
+            "fingerprint_schema": 2,
+            "cpu_brand": "AMD EPYC",
+            "cpu_family": family,
+            "cpu_model": 1,
+            "cpu_uarch": uarch,
+            "cpu_isa": isa,
+            "usable_cores": cores,
+            "threads": cores,
+        }
+    )
+
+
+HERE = machine(23, "zen1", ["avx2", "fma"])
+ZEN5 = machine(26, "zen5", ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"])
 
 
 def realistic(
@@ -145,11 +164,13 @@ def test_a_slower_machine_is_told_apart_from_slower_code(tmp_path: Path) -> None
 
 def test_another_machine_is_refused_unless_named(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
-    there = Fingerprint({"cpu_model": "Xeon", "usable_cores": 8, "threads": 8})
+    there = ZEN5
+    assert there.id != HERE.id
     ledger = _ledger(tmp_path, _rounds(realistic(rng, 60), realistic(rng, 60)), there)
     refused = ledger.settle(CASE, CASE.id, _rounds(realistic(rng, 60), realistic(rng, 60)), list)
     assert refused.status == "other machine"
-    assert "cpu_model: 'EPYC' here, 'Xeon' there" in refused.note
+    assert "cpu_family: 23 here, 26 there" in refused.note
+    assert "cpu_uarch: 'zen1' here, 'zen5' there" in refused.note
 
     ledger.baseline_machine = there.id
     # Three times slower in milliseconds, the same in units of its reference workload.
@@ -159,6 +180,22 @@ def test_another_machine_is_refused_unless_named(tmp_path: Path) -> None:
     assert compared.judgement is not None
     assert compared.judgement.basis == "normalized"
     assert compared.status == "same"
+
+
+def test_a_baseline_of_the_old_fingerprint_schema_is_refused_with_how_to_rerecord(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(10)
+    old = Fingerprint({"cpu_model": "AMD EPYC", "usable_cores": 2, "threads": 2})
+    assert old.schema == 1
+    ledger = _ledger(tmp_path, _rounds(realistic(rng, 60), realistic(rng, 60)), old)
+    now = _rounds(realistic(rng, 60), realistic(rng, 60))
+    for named in (None, old.id):
+        ledger.baseline_machine = named
+        refused = ledger.settle(CASE, CASE.id, now, list)
+        assert refused.status == "other machine"
+        assert "fingerprint schema 1" in refused.note
+        assert "--update-baselines" in refused.note
 
 
 def test_a_baseline_round_trips_through_its_file(tmp_path: Path) -> None:
@@ -172,7 +209,8 @@ def test_a_baseline_round_trips_through_its_file(tmp_path: Path) -> None:
 
 
 def test_a_fingerprint_id_names_the_machine_and_hashes_every_fact() -> None:
-    assert HERE.id.startswith("epyc-2c2t-")
+    assert HERE.id.startswith("amd-epyc-zen1-2c2t-")
+    assert ZEN5.id.startswith("amd-epyc-zen5-2c2t-")
     other = Fingerprint({**HERE.facts, "runner": "ci"})
     assert other.id != HERE.id
     assert other.differences(HERE) == ["runner: 'ci' here, None there"]

@@ -86,12 +86,16 @@ def test_unsupported_combinations_say_why(
     pytest.LineMatcher([said]).fnmatch_lines([reason])
 
 
+def _fake_cpu(*flags: str) -> machine.Cpu:
+    return machine.Cpu("AuthenticAMD", "AMD EPYC", 0x1A, 2, 0, frozenset(flags))
+
+
 def test_bf16_on_a_cpu_without_native_bf16_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(machine, "cpu", lambda: _fake_cpu("avx2", "fma"))
     said = skip_reason(Case("tiny_cnn", "eager", "bf16", 16, 1, "cpu"))
     assert said is not None
-    assert "no native bf16 instructions (avx512_bf16 / amx_bf16)" in said
-    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert "AMD EPYC (zen5, family 26 model 2) has no native bf16 instructions" in said
+    monkeypatch.setattr(machine, "cpu", lambda: _fake_cpu("avx512f", "avx512_bf16"))
     assert skip_reason(Case("tiny_cnn", "eager", "bf16", 16, 1, "cpu")) is None
 
 

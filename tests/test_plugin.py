@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RunSuite
-from medgate.machine import missing_native_bf16
+from conftest import AVX2_ONLY_CPU, RunSuite
 from medgate.report import render
 
 BROKEN_BACKEND = """
@@ -31,11 +30,15 @@ class BrokenBackend(EagerBackend):
 """
 
 
-def test_smoke_run_trains_then_times_every_supported_case(run_suite: RunSuite) -> None:
+def test_smoke_run_trains_then_times_every_supported_case(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    pytester.makeconftest(AVX2_ONLY_CPU)
     # Stages have their own test below: their torch.compile builds would double the compiles.
-    result = run_suite("-m", "smoke and not stages", "-rs", "-v")
+    result = run_suite("-m", "smoke and not stages", "--device=all", "-rs", "-v")
     # 5 backends x 5 precisions x 2 devices x 6 tests: every combination is collected, and
-    # each one either runs or skips with its reason. Per test 11 run on this CPU: eager and
+    # each one either runs or skips with its reason. Per test 11 run on an AVX2-only CPU
+    # without a GPU (faked, so the count holds on any machine): eager and
     # torchscript fp32/int8-dynamic, compile fp32/int8-dynamic/int8-static, onnxruntime
     # fp32/fp16/int8-dynamic/int8-static; the eager fp32 agreement case is the reference itself.
     outcomes = result.parseoutcomes()
@@ -56,9 +59,8 @@ def test_smoke_run_trains_then_times_every_supported_case(run_suite: RunSuite) -
         "SKIPPED*onnxruntime/bf16/cpu: onnxruntime has no bf16 Conv kernels*",
         "SKIPPED*tensorrt does not run on cpu",
         "SKIPPED*eager fp32 on cpu is the reference itself",
+        "SKIPPED*bf16 on this CPU: Fake AVX2-only CPU*no native bf16 instructions*",
     ]
-    if missing_native_bf16() is not None:
-        expected_skips.append("SKIPPED*bf16 on this CPU:*no native bf16 instructions*")
     result.stdout.fnmatch_lines_random(expected_skips)
     result.stdout.fnmatch_lines(
         [

@@ -79,3 +79,12 @@ def test_a_known_disagreement_matches_backend_precision_and_size() -> None:
     assert not KnownDisagreement("eager-int8-dynamic-192", "x").matches(
         "eager", "int8-dynamic", 224
     )
+
+
+def test_a_known_disagreement_of_one_kernel_applies_only_where_the_cpu_has_it() -> None:
+    vnni_only = KnownDisagreement("onnxruntime-int8-dynamic-*", "VNNI", cpu_isa=("avx512_vnni",))
+    zen1 = frozenset({"avx2", "fma"})
+    zen5 = zen1 | {"avx512f", "avx512_vnni", "avx512_bf16"}
+    assert vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen5)
+    assert not vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen1)
+    assert KnownDisagreement("eager-*", "any CPU").matches("eager", "fp32", 16, "*", zen1)

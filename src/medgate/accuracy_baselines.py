@@ -22,7 +22,7 @@ from medgate.baseline_files import BaselineError, load_json, rerecord_hint
 from medgate.data import atomic_write_bytes
 from medgate.metrics import METRICS
 
-SCHEMA = 1
+SCHEMA = 2
 #: Predictions are stored one character per image: class 0-9 then a-z.
 _SYMBOLS = string.digits + string.ascii_lowercase
 
@@ -36,11 +36,12 @@ class DatasetIdentity:
 
 @dataclass(frozen=True)
 class CheckpointIdentity:
-    """``recipe_key`` is set for checkpoints trained by the project's recipe: two checkpoints with
-    one key were trained from the same data, code and hyper-parameters (bits may still differ
-    between machines whose kernels round differently)."""
+    """``tensors_sha256`` identifies the weights (``medgate.training.weights_sha256``), not the
+    file. ``recipe_key`` is set for checkpoints trained by the project's recipe: two checkpoints
+    with one key were trained from the same data, code, hyper-parameters and kernel pin, and so
+    hold the same tensors."""
 
-    sha256: str
+    tensors_sha256: str
     recipe_key: str | None
 
 
@@ -148,7 +149,8 @@ class _Reader:
         if schema != SCHEMA:
             raise BaselineError(
                 f"{self.path}: field schema: is {schema!r}, this medgate reads schema {SCHEMA} "
-                "(older files lack the per-image predictions the paired tests need); re-record "
+                "(schema 1 identified a checkpoint by its file's bytes, not its tensors, and "
+                "recorded weights trained on unpinned kernels); re-record "
                 f"it with {rerecord_hint('accuracy')} and review the diff"
             )
         baseline = ModelBaseline(
@@ -175,7 +177,7 @@ class _Reader:
                 sha256=self.text(dataset, "sha256", f"{where}.dataset"),
             ),
             checkpoint=CheckpointIdentity(
-                sha256=self.text(checkpoint, "sha256", f"{where}.checkpoint"),
+                tensors_sha256=self.text(checkpoint, "tensors_sha256", f"{where}.checkpoint"),
                 recipe_key=recipe_key,
             ),
             versions={k: str(v) for k, v in versions.items()},

@@ -132,9 +132,10 @@ class RunIdentity:
 def staleness(section: DatasetSection, run: RunIdentity) -> str | None:
     """Why a stored section does not describe this run, or None.
 
-    A checkpoint retrained by the same recipe (same key) is not stale: its bits may differ on
-    another machine's kernels, and comparing its metrics is exactly how a retraining regression
-    is caught. A different recipe, a user checkpoint or different data is stale.
+    A checkpoint retrained by the same recipe (same key, kernel pin included) is not stale: it
+    holds the same tensors wherever it was trained, and were it ever to differ, comparing its
+    metrics is exactly how a retraining regression is caught. A different recipe, a user
+    checkpoint or different data is stale.
     """
     if section.dataset.sha256 != run.dataset_sha256:
         return (
@@ -142,12 +143,13 @@ def staleness(section: DatasetSection, run: RunIdentity) -> str | None:
             f"{section.dataset.sha256[:12]} ({section.dataset.source})"
         )
     stored, now = section.checkpoint, run.checkpoint
-    if stored.sha256 == now.sha256:
+    if stored.tensors_sha256 == now.tensors_sha256:
         return None
     if stored.recipe_key is not None and stored.recipe_key == now.recipe_key:
         return None
     return (
-        f"checkpoint SHA-256 {now.sha256[:12]} differs from the baseline's {stored.sha256[:12]}"
+        f"checkpoint tensors SHA-256 {now.tensors_sha256[:12]} differ from the baseline's "
+        f"{stored.tensors_sha256[:12]}"
         + ("" if now.recipe_key is None else f" (recipe {now.recipe_key})")
     )
 

@@ -1,9 +1,14 @@
 """The machine a timing was measured on, as an identity: latency baselines are keyed by it.
 
 pytest-benchmark's machine id (``Linux-CPython-3.11-64bit``) is the same for a laptop and a CI
-runner. A fingerprint names what moves a latency: CPU model, usable cores, the thread setting,
-GPU model and driver, and the torch / ONNX Runtime builds. Projects add their own keys through
-the ``pytest_medgate_fingerprint`` hook (an instance type, a power profile).
+runner. A fingerprint names what moves a latency: the CPU's microarchitecture (vendor, family,
+model, stepping, the ISA extensions that select kernels, caches), usable cores, the thread
+setting, GPU model and driver, and the torch / ONNX Runtime builds. Projects add their own keys
+through the ``pytest_medgate_fingerprint`` hook (an instance type, a power profile).
+
+``SCHEMA`` versions the set of facts: a fingerprint of another schema describes the machine with
+other facts (schema 1 named the CPU by ``model name`` alone, which one "AMD EPYC" Zen 1 and Zen 5
+share), so baselines recorded under it are refused, never matched.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 
 import torch
 
-from medgate.machine import cpu_model, package_version, usable_cores
+from medgate.machine import cpu_facts, package_version, usable_cores
+
+SCHEMA = 2
 
 
 def nvidia_driver() -> str | None:
@@ -32,7 +39,8 @@ def nvidia_driver() -> str | None:
 
 def machine_fingerprint(threads: int) -> dict[str, Any]:
     facts: dict[str, Any] = {
-        "cpu_model": cpu_model(),
+        "fingerprint_schema": SCHEMA,
+        **cpu_facts(),
         "usable_cores": usable_cores(),
         "threads": threads,
         "torch": torch.__version__,
@@ -61,11 +69,19 @@ class Fingerprint:
     def id(self) -> str:
         """Readable where it can be, unique where it must be: a slug and a hash of every fact."""
         digest = hashlib.sha256(json.dumps(dict(self.facts), sort_keys=True).encode()).hexdigest()
-        parts = [_slug(str(self.facts.get("cpu_model", "cpu")))]
+        parts = [_slug(str(self.facts.get("cpu_brand") or self.facts.get("cpu_model", "cpu")))]
+        if self.facts.get("cpu_uarch"):
+            parts.append(_slug(str(self.facts["cpu_uarch"]), 16))
         parts.append(f"{self.facts.get('usable_cores')}c{self.facts.get('threads')}t")
         if self.facts.get("gpu"):
             parts.append(_slug(str(self.facts["gpu"]), 24))
         return "-".join(part for part in parts if part) + "-" + digest[:8]
+
+    @property
+    def schema(self) -> int:
+        """1 for fingerprints recorded before the schema was versioned."""
+        value = self.facts.get("fingerprint_schema", 1)
+        return value if isinstance(value, int) else 1
 
     def device_class(self, device: str) -> str:
         """What an absolute budget is written against: ``cpu-2core``, ``cuda-nvidia-h100-...``."""

@@ -11,6 +11,7 @@ from typing import Literal
 
 from medgate.baseline_files import BaselineError, display_path, rerecord_hint
 from medgate.budgets import Budget, load_budgets
+from medgate.fingerprint import SCHEMA as FINGERPRINT_SCHEMA
 from medgate.fingerprint import Fingerprint
 from medgate.latency_baselines import (
     LANE,
@@ -182,24 +183,38 @@ class LatencyLedger:
         own = self.baseline(self.fingerprint.id, model)
         if own is not None:
             return own, ""
-        if self.baseline_machine is not None:
-            other = self.baseline(self.baseline_machine, model)
-            if other is None:
-                path = self.display_path(self.baseline_machine, model)
-                return None, f"no baseline of {model} in {path} (--latency-baseline-machine)"
-            return other, ""
-        machines = recorded_machines(self.baseline_dir, model)
         here = f"this machine ({self.fingerprint.id})"
         fix = f"record one here with {rerecord_hint(LANE)}"
+        if self.baseline_machine is not None:
+            other = self.baseline(self.baseline_machine, model)
+            path = self.display_path(self.baseline_machine, model)
+            if other is None:
+                return None, f"no baseline of {model} in {path} (--latency-baseline-machine)"
+            if other.fingerprint.schema != FINGERPRINT_SCHEMA:
+                return None, self.old_schema(path, other, fix)
+            return other, ""
+        machines = recorded_machines(self.baseline_dir, model)
         if not machines:
             return None, f"no latency baseline for {here}; {fix}"
         there = self.baseline(machines[0], model)
+        if there is not None and there.fingerprint.schema != FINGERPRINT_SCHEMA:
+            return None, self.old_schema(self.display_path(machines[0], model), there, fix)
         differences = "; ".join(self.fingerprint.differences(there.fingerprint)) if there else ""
         return None, (
             f"refused: the latency baselines of {model} were measured on "
             f"{', '.join(machines)}, not on {here} ({differences}); milliseconds from another "
             f"machine are not compared. Either {fix}, or compare in units of the reference "
             f"workload with --latency-baseline-machine={machines[0]}"
+        )
+
+    @staticmethod
+    def old_schema(path: str, baseline: LatencyBaseline, fix: str) -> str:
+        return (
+            f"refused: {path} was recorded under machine fingerprint schema "
+            f"{baseline.fingerprint.schema}, which named the CPU by its model name alone (a Zen 1 "
+            f"and a Zen 5 both read 'AMD EPYC'); this medgate identifies machines by schema "
+            f"{FINGERPRINT_SCHEMA} (vendor, family, model, stepping, ISA, caches). Its rounds are "
+            f"not compared: {fix} and delete the old directory"
         )
 
     def judge(

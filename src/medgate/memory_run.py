@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medgate.baseline_files import display_path
-from medgate.machine import cpu_model, library_versions
+from medgate.machine import cpu, library_versions
 from medgate.matrix import Case
 from medgate.memory_ceilings import (
     Ceiling,
@@ -109,7 +109,7 @@ class MemoryLedger:
             stored.depends_on = {
                 "versions": library_versions(),
                 "threads": threads,
-                "cpu_model": cpu_model(),
+                "cpu": cpu().describe(),
                 "allocator": "glibc malloc (torch CPU, ONNX Runtime with its CPU arena off)",
             }
             for (case, figure), observed in sorted(self.figures.items()):

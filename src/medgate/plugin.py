@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
+from medgate import machine
 from medgate.accuracy_report import accuracy_tables, missing_baselines
 from medgate.agreement import summary_table
 from medgate.backends.base import Session
@@ -150,7 +151,7 @@ def _marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorator]:
         marks.append(pytest.mark.skip(reason=reason))
     for known in spec.known_disagreements:
         if batch in known.gates and known.matches(
-            case.backend, case.precision, case.input_size, dataset
+            case.backend, case.precision, case.input_size, dataset, machine.cpu().flags
         ):
             marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
             break

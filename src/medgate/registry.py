@@ -56,17 +56,30 @@ class KnownDisagreement:
     ``gates`` named (``agreement`` with eager fp32's logits, ``accuracy`` against the fp32
     reference's metrics), for ``reason``. They run as strict xfails: still measured, and the
     build fails the day they start passing, so the exception is removed rather than forgotten.
-    ``dataset`` (a glob over dataset names) limits it to the data it was measured on."""
+    ``dataset`` (a glob over dataset names) limits it to the data it was measured on, and
+    ``cpu_isa`` to CPUs with every one of those ISA extensions (e.g. ``("avx512_vnni",)`` for a
+    disagreement that only the VNNI int8 kernels show): a case that disagrees only where a
+    kernel exists is declared with that kernel, so it stays gated on every other CPU."""
 
     cases: str
     reason: str
     gates: tuple[str, ...] = ("agreement",)
     dataset: str = "*"
+    cpu_isa: tuple[str, ...] = ()
 
-    def matches(self, backend: str, precision: str, size: int, dataset: str = "*") -> bool:
-        return fnmatch.fnmatchcase(
-            f"{backend}-{precision}-{size}", self.cases
-        ) and fnmatch.fnmatchcase(dataset, self.dataset)
+    def matches(
+        self,
+        backend: str,
+        precision: str,
+        size: int,
+        dataset: str = "*",
+        cpu_flags: frozenset[str] = frozenset(),
+    ) -> bool:
+        return (
+            fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", self.cases)
+            and fnmatch.fnmatchcase(dataset, self.dataset)
+            and all(flag in cpu_flags for flag in self.cpu_isa)
+        )
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,11 @@ def create_model(name: str) -> nn.Module:
 
 def get_spec(name: str) -> ModelSpec:
     return _MODELS.get(name).spec
+
+
+def model_module(name: str) -> str:
+    """The module that registered ``name``: importing it registers the model in a new process."""
+    return str(_MODELS.get(name).builder.__module__)
 
 
 def list_models(pattern: str | Iterable[str] = "*") -> list[str]:

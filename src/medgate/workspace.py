@@ -30,7 +30,7 @@ from medgate.accuracy_run import AccuracyLedger, CaseAccuracy
 from medgate.agreement import Agreement
 from medgate.backends.base import BuildContext, Session
 from medgate.config import SuiteConfig
-from medgate.data import Dataset, load_dataset, preprocess, sha256_file
+from medgate.data import Dataset, load_dataset, preprocess
 from medgate.facts import ModelFacts, model_facts
 from medgate.fingerprint import Fingerprint, machine_fingerprint
 from medgate.latency_run import LatencyLedger, LatencyResult
@@ -45,12 +45,13 @@ from medgate.reference_workload import (
 )
 from medgate.registry import ModelSpec, get_backend, get_spec
 from medgate.stages import StagedClassifier
-from medgate.training import checkpoint_key, ensure_checkpoint, load_trained
+from medgate.training import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_trained
 
 
 @dataclass(frozen=True)
 class ResolvedWeights:
-    """``recipe_key`` is None for a checkpoint the user gave."""
+    """``sha256`` is of the tensors (``weights_sha256``); ``recipe_key`` is None for a checkpoint
+    the user gave."""
 
     path: Path
     sha256: str
@@ -146,7 +147,9 @@ class Workspace:
                 result = ensure_checkpoint(spec, dataset, self.config.cache_dir, self.stream)
                 path, trained_now = result.path, result.trained_now
                 recipe_key = checkpoint_key(spec, dataset)
-            self._weights[model] = ResolvedWeights(path, sha256_file(path), trained_now, recipe_key)
+            self._weights[model] = ResolvedWeights(
+                path, checkpoint_sha256(path), trained_now, recipe_key
+            )
         return self._weights[model]
 
     def trained_model(self, model: str) -> nn.Module:
