@@ -20,12 +20,19 @@ def load_json(path: Path, lane: str) -> Any:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BaselineError(
             f"{path}: not readable JSON ({error}); restore it from git or delete it and "
             f"re-record with {rerecord_hint(lane)}"
         ) from error
+    if not isinstance(payload, dict):
+        # A file that holds `null` is not "no baseline yet": the run would gate nothing.
+        raise BaselineError(
+            f"{path}: (top level): expected an object, found {json.dumps(payload)[:40]}; "
+            f"restore it from git or delete it and re-record with {rerecord_hint(lane)}"
+        )
+    return payload
 
 
 def display_path(path: Path, root: Path) -> str:

@@ -15,10 +15,23 @@ from tabulate import tabulate
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.config import comma_list, default_cache_dir, model_paths, thread_count
 from medgate.data import DatasetError, load_dataset
-from medgate.matrix import Case, capability_table, machine_skip_reason, select_models
-from medgate.registry import get_spec, list_backends
+from medgate.matrix import (
+    Case,
+    MatrixSpec,
+    capability_table,
+    check_selection,
+    machine_skip_reason,
+    select_models,
+)
+from medgate.registry import UnknownNameError, get_spec, list_backends
 from medgate.report import render
-from medgate.training import CheckpointError, ensure_checkpoint, load_trained, split_accuracy
+from medgate.training import (
+    CheckpointError,
+    TrainingError,
+    ensure_checkpoint,
+    load_trained,
+    split_accuracy,
+)
 
 
 def _import_zoo(modules: Sequence[str]) -> None:
@@ -31,6 +44,7 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     datasets = model_paths(args.dataset or [])
     rows = []
+    check_selection(MatrixSpec(args.models, ("*",), ("*",), ("all",), ("cpu",)))
     for name in select_models(args.models):
         spec = get_spec(name)
         if spec.weights_from is not None:
@@ -126,7 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_zoo(args.zoo)
     try:
         return int(args.run(args))
-    except (DatasetError, CheckpointError, argparse.ArgumentTypeError, ValueError) as error:
+    except (
+        DatasetError,
+        CheckpointError,
+        TrainingError,
+        UnknownNameError,
+        argparse.ArgumentTypeError,
+        ValueError,
+    ) as error:
         print(f"medgate: error: {error}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ go through argparse ``type=`` functions, so a typo is a usage error before anyth
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,8 +69,11 @@ def percentage(value: str) -> float:
         number = float(value.strip().removesuffix("%"))
     except ValueError:
         number = -1.0
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage >= 0, e.g. 10 for +10 %")
+    # NaN compares false with everything, so "number < 0" alone would let it through.
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a finite percentage >= 0, e.g. 10 for +10 %"
+        )
     return number / 100
 
 

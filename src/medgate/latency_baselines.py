@@ -10,6 +10,7 @@ in units of that machine's reference workload.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -73,8 +74,10 @@ def _decode(path: Path, where: str, text: Any) -> tuple[float, ...]:
         values = tuple(float(item) / 1e6 for item in text.split())
     except ValueError as error:
         raise BaselineError(f"{path}: {where}: {error}; {fix}") from error
-    if len(values) < 2 or min(values) <= 0:
-        raise BaselineError(f"{path}: {where}: needs two or more positive round times; {fix}")
+    if len(values) < 2 or not all(math.isfinite(value) and value > 0 for value in values):
+        raise BaselineError(
+            f"{path}: {where}: needs two or more finite, positive round times; {fix}"
+        )
     return values
 
 

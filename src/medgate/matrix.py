@@ -4,6 +4,7 @@ what cannot run, as data."""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -126,6 +127,32 @@ def check_selection(spec: MatrixSpec) -> None:
                     # get_* raise with the close matches named.
                     {"model": get_spec, "backend": get_backend}.get(kind, _no_precision)(pattern)
                 raise UnknownNameError(f"{kind} pattern {pattern!r} matches nothing registered")
+
+
+def check_sizes(spec: MatrixSpec) -> None:
+    """Raise ``UnknownNameError`` for a pixel size that no selected model declares."""
+    models = select_models(spec.models)
+    declared = sorted({size for model in models for size in get_spec(model).input_sizes})
+    for size in spec.input_sizes:
+        if isinstance(size, int) and size not in declared:
+            raise UnknownNameError(
+                f"input size {size} is not a size of any selected model "
+                f"({', '.join(models)}); their sizes are {', '.join(map(str, declared))}"
+            )
+
+
+def check_model_paths(spec: MatrixSpec, option: str, given: Iterable[str]) -> None:
+    """Raise ``UnknownNameError`` for a ``MODEL=PATH`` whose model is not selected (or is not
+    the weights owner of a selected one): it would be ignored and the run would gate the
+    bundled files instead."""
+    models = select_models(spec.models)
+    usable = set(models) | {get_spec(model).checkpoint_owner for model in models}
+    for model in given:
+        if model not in usable:
+            raise UnknownNameError(
+                f"{option} names model {model!r}, which this run does not select; selected: "
+                f"{', '.join(sorted(usable))} (registered: {', '.join(list_models())})"
+            )
 
 
 def _no_precision(name: str) -> None:

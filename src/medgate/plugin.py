@@ -23,7 +23,15 @@ from medgate.fingerprint import Fingerprint, machine_fingerprint
 from medgate.latency_baselines import latency_dir
 from medgate.latency_report import latency_notes, latency_table
 from medgate.machine import machine_facts
-from medgate.matrix import Case, build_cases, check_selection, select_models, skip_reason
+from medgate.matrix import (
+    Case,
+    build_cases,
+    check_model_paths,
+    check_selection,
+    check_sizes,
+    select_models,
+    skip_reason,
+)
 from medgate.memory_report import memory_table
 from medgate.registry import UnknownNameError, get_spec
 from medgate.training import CheckpointError
@@ -101,16 +109,20 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from error
     try:
         check_selection(suite.matrix)
+        check_sizes(suite.matrix)
+        check_model_paths(suite.matrix, "--checkpoint", suite.checkpoints)
+        check_model_paths(suite.matrix, "--dataset", suite.datasets)
     except UnknownNameError as error:
         raise pytest.UsageError(f"medgate: {error}") from error
+    _check_given_files(suite)
     torch.set_num_threads(suite.threads)
     facts = machine_fingerprint(suite.threads)
     config.hook.pytest_medgate_fingerprint(config=config, fingerprint=facts)
     workspace = Workspace(suite, fingerprint=Fingerprint(facts))
-    machine = suite.latency_baseline_machine
-    if machine is not None and not (latency_dir(suite.baseline_dir) / machine).is_dir():
+    other = suite.latency_baseline_machine
+    if other is not None and not (latency_dir(suite.baseline_dir) / other).is_dir():
         raise pytest.UsageError(
-            f"--latency-baseline-machine={machine}: no such directory under "
+            f"--latency-baseline-machine={other}: no such directory under "
             f"{latency_dir(suite.baseline_dir)}; name one of the fingerprint ids there"
         )
     # Ceilings become markers while tests are generated; a broken file must stop the run here,
@@ -129,6 +141,24 @@ def pytest_configure(config: pytest.Config) -> None:
     if capture is not None:
         workspace.uncaptured = capture.global_and_fixture_disabled
     config.stash[WORKSPACE] = workspace
+
+
+def _check_given_files(suite: SuiteConfig) -> None:
+    """A checkpoint or dataset the user named must exist before anything is measured: found
+    missing inside a test it would be one error per case."""
+    for model, path in suite.checkpoints.items():
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise pytest.UsageError(
+                f"medgate: --checkpoint {model}={path}: {what}; give the path of a .pt file "
+                "holding a state_dict"
+            )
+    for model, path in suite.datasets.items():
+        if not path.exists():
+            raise pytest.UsageError(
+                f"medgate: --dataset {model}={path}: does not exist; give a MedMNIST .npz or "
+                "an ImageFolder directory"
+            )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -277,8 +277,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     except Exception as error:
         raise CheckpointError(
             f"{path}: cannot be loaded with torch.load(weights_only=True) "
-            f"({_essence(error)}); save a state_dict (torch.save(model.state_dict(), path)), "
-            "not a pickled module"
+            f"({_essence(error)}). Do not load it with weights_only=False: a file that names "
+            "code to run can run anything on this machine; save a state_dict instead "
+            "(torch.save(model.state_dict(), path)), not a pickled module"
         ) from error
     if isinstance(payload, dict) and "state_dict" in payload:
         return payload["state_dict"], dict(payload.get("meta", {}))
@@ -291,10 +292,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 def _essence(error: Exception) -> str:
-    """torch's unpickling errors run to a page; the line naming the offending global is enough."""
+    """torch's unpickling errors run to a page, and open with advice to retry with
+    ``weights_only=False``; the line naming the offending global is what the user needs."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    named = [line for line in lines if "Unsupported global" in line]
-    return (named or lines or [type(error).__name__])[0]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported global" in line]
+    kept = [line for line in lines if "weights_only" not in line]
+    return (named or kept or [type(error).__name__])[0]
 
 
 def load_trained(spec: ModelSpec, path: Path) -> nn.Module:
