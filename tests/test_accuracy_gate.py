@@ -243,3 +243,14 @@ def test_a_malformed_baseline_is_one_error_naming_file_and_field(
     result = run_suite(*CASES)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_update_baselines_replaces_a_file_of_an_older_schema(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    """The re-record that the old-schema error asks for must not stop on that same error."""
+    path = pytester.path / BASELINE
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema": 1, "model": "tiny_cnn", "datasets": {}}')
+    _record(run_suite)
+    assert json.loads(path.read_text())["schema"] == 2

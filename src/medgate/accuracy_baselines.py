@@ -112,6 +112,10 @@ def write_baseline(path: Path, baseline: ModelBaseline) -> None:
     atomic_write_bytes(path, to_json(baseline).encode())
 
 
+class OldSchemaError(BaselineError):
+    """A file of another schema: unusable for comparing, replaced whole by a re-record."""
+
+
 def read_baseline(path: Path) -> ModelBaseline | None:
     """The file's baseline, None when there is none; ``BaselineError`` when it is unusable."""
     payload = load_json(path, "accuracy")
@@ -147,7 +151,7 @@ class _Reader:
         root = self.mapping(payload, "(top level)")
         schema = root.get("schema")
         if schema != SCHEMA:
-            raise BaselineError(
+            raise OldSchemaError(
                 f"{self.path}: field schema: is {schema!r}, this medgate reads schema {SCHEMA} "
                 "(schema 1 identified a checkpoint by its file's bytes, not its tensors, and "
                 "recorded weights trained on unpinned kernels); re-record "

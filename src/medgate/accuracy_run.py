@@ -11,6 +11,7 @@ from medgate.accuracy_baselines import (
     DatasetIdentity,
     DatasetSection,
     ModelBaseline,
+    OldSchemaError,
     baseline_path,
     case_key,
     read_baseline,
@@ -62,8 +63,18 @@ class AccuracyLedger:
     def baseline(self, model: str) -> ModelBaseline | None:
         """The stored baseline of ``model``; raises ``BaselineError`` for an unusable file."""
         if model not in self._baselines:
-            self._baselines[model] = read_baseline(self.path(model))
+            self._baselines[model] = self._read(model)
         return self._baselines[model]
+
+    def _read(self, model: str) -> ModelBaseline | None:
+        try:
+            return read_baseline(self.path(model))
+        except OldSchemaError:
+            # Re-recording is the fix the error names: a file of another schema is replaced
+            # whole rather than stopping the run that would replace it.
+            if self.update:
+                return None
+            raise
 
     def judge(
         self,
@@ -112,9 +123,7 @@ class AccuracyLedger:
         versions = library_versions()
         written = []
         for model in sorted({model for model, _ in self._recordings}):
-            baseline = read_baseline(self.path(model)) or ModelBaseline(
-                model, positive_classes[model]
-            )
+            baseline = self._read(model) or ModelBaseline(model, positive_classes[model])
             baseline.positive_class = positive_classes[model]
             for (owner, name), recording in sorted(self._recordings.items()):
                 if owner != model:

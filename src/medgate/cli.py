@@ -28,6 +28,7 @@ from medgate.report import render
 from medgate.training import (
     CheckpointError,
     TrainingError,
+    checkpoint_sha256,
     ensure_checkpoint,
     load_trained,
     split_accuracy,
@@ -67,9 +68,18 @@ def _train(args: argparse.Namespace) -> int:
                 f"{seconds:.0f} s" if result.trained_now else "cached",
                 "  ".join(f"{size}px {acc:.1%}" for size, acc in accuracy.items()),
                 result.path.name,
+                checkpoint_sha256(result.path)[:16],
             ]
         )
-    headers = ["model", "dataset", "trained at", "training", "test accuracy", "checkpoint"]
+    headers = [
+        "model",
+        "dataset",
+        "trained at",
+        "training",
+        "test accuracy",
+        "checkpoint",
+        "tensors sha256",
+    ]
     print(tabulate(rows, headers=headers))
     return 0
 
