@@ -110,3 +110,44 @@ def test_a_bad_option_stops_the_run_before_anything_is_measured(
 def test_training_an_unknown_model_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--zoo=tiny_zoo", "train", "--models=nosuch"]) == 2
     assert "unknown model 'nosuch'" in capsys.readouterr().err
+
+
+NAN_BACKEND = """
+import torch
+from medgate.backends.eager import EagerBackend, EagerSession
+from medgate.registry import register_backend
+
+
+class NanSession(EagerSession):
+    def run(self, placed):
+        out = super().run(placed).clone()
+        out[0, 0] = float("nan")
+        return out
+
+
+@register_backend
+class NanBackend(EagerBackend):
+    name = "nan"
+
+    def prepare(self, model, example, context):
+        return NanSession(model.eval(), context.case.device)
+"""
+
+
+def test_nan_logits_fail_the_case_naming_it(pytester: pytest.Pytester, run_suite: RunSuite) -> None:
+    pytester.makeconftest(NAN_BACKEND)
+    result = run_suite(
+        "--backends=nan",
+        "--precisions=fp32",
+        "--device=cpu",
+        "--input-sizes=16",
+        "-k",
+        "agrees or accuracy",
+    )
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*tiny_cnn-nan-fp32-16-bs64-cpu: the model produced NaN or infinite logits for 1 of*",
+            "*tiny_cnn-nan-fp32-16-bs64-cpu: the model produced NaN or infinite logits for *",
+        ]
+    )

@@ -42,7 +42,9 @@ def test_a_throughput_budget_fails_below_its_rate() -> None:
 @pytest.mark.parametrize(
     ("content", "named"),
     [
-        ("[[budget]]\nname = 'x'\nmax_ms = -1\n", "budget[0].max_ms: expected a number > 0"),
+        ("[[budget]]\nname = 'x'\nmax_ms = -1\n", "budget[0].max_ms: expected a finite number > 0"),
+        ("[[budget]]\nname = 'x'\nmax_ms = nan\n", "budget[0].max_ms: expected a finite"),
+        ("[[budget]]\nname = 'x'\nmin_samples_per_s = inf\n", "expected a finite number"),
         ("[[budget]]\nname = 'x'\nmax_ms = 3\nstatistic = 'p42'\n", "budget[0].statistic"),
         ("[[budget]]\nname = 'x'\nmax_ms = 3\nmodel = 'x'\n", "unknown field(s) ['model']"),
         ("[[budget]]\nname = 'x'\n", "give exactly one of max_ms, min_samples_per_s"),

@@ -52,7 +52,9 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 
 def test_missing_key_names_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
-    np.savez(path, train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((2, 1)))
+    np.savez(
+        path, train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((2, 1), np.int64)
+    )
     with pytest.raises(DatasetError, match=r"d\.npz: missing key 'test_images'"):
         load_dataset(path, num_classes=2)
 
@@ -140,3 +142,21 @@ def test_bundled_recipes_are_hard_enough_to_matter(tmp_path: Path) -> None:
     per_image = images.reshape(len(labels), -1).mean(axis=1)
     gap = abs(per_image[labels == 1].mean() - per_image[labels == 0].mean())
     assert gap < per_image.std()
+
+
+def test_float_labels_are_refused_not_truncated(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "d.npz", test_labels=np.array([[0.0], [1.0], [0.7], [1.0]]))
+    with pytest.raises(DatasetError, match=r"d\.npz: test_labels holds float64 values"):
+        load_dataset(path, num_classes=2)
+
+
+def test_a_decompression_bomb_in_an_image_folder_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for split in ("train", "test"):
+        write_png(tmp_path / split / "normal" / "a.png", 20)
+        write_png(tmp_path / split / "pneumonia" / "huge.png", 200, size=64)
+    # Pillow refuses images above twice this many pixels; 64x64 stands in for a 20000x20000.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DatasetError, match=r"huge\.png: not a readable image.*decompression bomb"):
+        load_dataset(tmp_path, num_classes=2, class_names=("normal", "pneumonia"))

@@ -116,17 +116,19 @@ class OldSchemaError(BaselineError):
     """A file of another schema: unusable for comparing, replaced whole by a re-record."""
 
 
-def read_baseline(path: Path) -> ModelBaseline | None:
-    """The file's baseline, None when there is none; ``BaselineError`` when it is unusable."""
+def read_baseline(path: Path, num_classes: int = len(_SYMBOLS)) -> ModelBaseline | None:
+    """The file's baseline, None when there is none; ``BaselineError`` when it is unusable
+    (a prediction outside the model's ``num_classes`` included)."""
     payload = load_json(path, "accuracy")
-    return None if payload is None else _Reader(path).model(payload)
+    return None if payload is None else _Reader(path, num_classes).model(payload)
 
 
 class _Reader:
     """Validates a parsed file field by field, naming the first bad one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, num_classes: int) -> None:
         self.path = path
+        self.num_classes = num_classes
 
     def fail(self, where: str, problem: str) -> BaselineError:
         return BaselineError(
@@ -194,9 +196,11 @@ class _Reader:
     def case(self, raw: Any, where: str) -> CaseRecord:
         body = self.mapping(raw, where)
         predictions = self.text(body, "predictions", where)
-        if not predictions or set(predictions) - set(_SYMBOLS):
+        if not predictions or set(predictions) - set(_SYMBOLS[: self.num_classes]):
             raise self.fail(
-                f"{where}.predictions", "expected one class symbol (0-9, a-z) per test image"
+                f"{where}.predictions",
+                f"expected one class symbol per test image, each one of "
+                f"{_SYMBOLS[: self.num_classes]!r} for the model's {self.num_classes} classes",
             )
         metrics = self.mapping(body.get("metrics"), f"{where}.metrics")
         checked: dict[str, float | None] = {}

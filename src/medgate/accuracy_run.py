@@ -22,7 +22,7 @@ from medgate.baseline_files import display_path
 from medgate.machine import library_versions
 from medgate.matrix import Case
 from medgate.metrics import Evaluation, Flips
-from medgate.registry import ModelSpec
+from medgate.registry import ModelSpec, get_spec
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class AccuracyLedger:
 
     def _read(self, model: str) -> ModelBaseline | None:
         try:
-            return read_baseline(self.path(model))
+            return read_baseline(self.path(model), get_spec(model).num_classes)
         except OldSchemaError:
             # Re-recording is the fix the error names: a file of another schema is replaced
             # whole rather than stopping the run that would replace it.

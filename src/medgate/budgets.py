@@ -17,6 +17,7 @@ and ``batch`` narrow further when given. A case over any budget that matches it 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,8 +104,14 @@ def _checked(path: Path, index: int, entry: Any) -> Budget:
     if len(limits) != 1:
         raise BaselineError(f"{where}: give exactly one of max_ms, min_samples_per_s")
     limit = entry[limits[0]]
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
-        raise BaselineError(f"{where}.{limits[0]}: expected a number > 0, got {limit!r}")
+    # NaN fails every comparison, so a NaN limit would never fire: finite is part of valid.
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int | float)
+        or not math.isfinite(limit)
+        or limit <= 0
+    ):
+        raise BaselineError(f"{where}.{limits[0]}: expected a finite number > 0, got {limit!r}")
     sizes = entry.get("input_sizes", [])
     if not isinstance(sizes, list) or not all(isinstance(s, int) and s > 0 for s in sizes):
         raise BaselineError(f"{where}.input_sizes: expected a list of pixel sizes, e.g. [224]")

@@ -111,11 +111,47 @@ class SyntheticRecipe:
         return path
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once: os.umask can only be read by setting it.
+_UMASK = _umask()
+
+
+def _process_alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temp files of ``path`` left by a writer that was killed (their pid is dead)."""
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = orphan.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` so that readers see the old file or the whole new one, never a part.
+
+    The temp file names its writer's pid, so the next write removes what a killed writer left;
+    the file gets the mode a plain ``open()`` would give it (mkstemp's is 0600).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -166,7 +202,14 @@ def load_medmnist_npz(path: Path, num_classes: int) -> Dataset:
                         f"holds {', '.join(f'{s}_images/{s}_labels' for s in SPLITS)}"
                     )
             images = archive[image_key]
-            labels = np.asarray(archive[label_key]).reshape(-1).astype(np.int64)
+            raw_labels = np.asarray(archive[label_key]).reshape(-1)
+            if raw_labels.dtype.kind not in "iu":
+                raise DatasetError(
+                    f"{path}: {label_key} holds {raw_labels.dtype} values; class labels must be "
+                    "whole numbers (0 .. classes-1), e.g. labels.astype(np.int64) after checking "
+                    "they are"
+                )
+            labels = raw_labels.astype(np.int64)
             splits[split] = _checked_split(path, split, images, labels, num_classes)
     return Dataset(source=path, sha256=sha256_file(path), splits=splits)
 
@@ -238,8 +281,11 @@ def load_image_folder(
             try:
                 with Image.open(image_path) as image:
                     pixels.append(np.asarray(image.convert("L")))
-            except OSError as error:
-                raise DatasetError(f"{image_path}: not a readable image ({error})") from error
+            except (OSError, Image.DecompressionBombError) as error:
+                raise DatasetError(
+                    f"{image_path}: not a readable image ({error}); medical images for this "
+                    "gate are small: resize it, or remove it from the folder"
+                ) from error
             digest.update(image_path.relative_to(root).as_posix().encode())
             digest.update(pixels[-1].tobytes())
         if len({p.shape for p in pixels}) > 1:

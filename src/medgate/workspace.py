@@ -36,7 +36,7 @@ from medgate.fingerprint import Fingerprint, machine_fingerprint
 from medgate.latency_run import LatencyLedger, LatencyResult
 from medgate.matrix import Case
 from medgate.memory_run import MemoryLedger
-from medgate.metrics import Evaluation
+from medgate.metrics import Evaluation, require_finite
 from medgate.reference_workload import (
     INPUT_SHAPE,
     ReferenceWorkload,
@@ -314,6 +314,7 @@ class Workspace:
     def check_agreement(self, case: Case, candidate: torch.Tensor) -> Agreement:
         """Compare ``candidate`` logits with eager fp32's on the same inputs, and record it."""
         reference = self.reference_logits(case.model, case.input_size, case.batch)
+        require_finite(candidate.float().cpu(), case.id)
         agreement = Agreement.between(reference, candidate)
         self.agreements[case] = agreement
         return agreement
@@ -378,7 +379,9 @@ class Workspace:
                 if count < case.batch:
                     batch = torch.cat([batch, batch[-1:].expand(case.batch - count, -1, -1, -1)])
                 logits.append(run(batch)[:count].float().cpu())
-        return Evaluation.from_logits(test.labels, torch.cat(logits), spec.positive_index)
+        scores = torch.cat(logits)
+        require_finite(scores, case.id)
+        return Evaluation.from_logits(test.labels, scores, spec.positive_index)
 
     def _reference_evaluation(self, model: str, size: int, batch: int) -> Evaluation:
         reference = self.trained_model(model)
