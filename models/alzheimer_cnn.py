@@ -22,12 +22,20 @@ SPEC = ModelSpec(
     std=(0.25,),
     dataset=alzheimer_mri.RECIPE,
     train=TrainRecipe(train_size=192, epochs=6),
+    # Measured on the pinned-kernel checkpoint, on an AVX2 CPU (AMD EPYC Zen 3): ORT's MinMax
+    # static int8 keeps 93.8 % top-1 agreement but moves moderate-dementia cases to a milder
+    # stage. At 256 px it passes (sensitivity -3 pp, within noise).
     known_disagreements=(
         KnownDisagreement(
-            "onnxruntime-int8-static-256",
-            "MinMax static int8 at 256 px, furthest from the 192 px it was trained and "
-            "calibrated at: accuracy 73.0 -> 66.0 % (33 images lost, 5 gained, McNemar "
-            "p = 2e-6) while top-1 agreement is 90.0 %, just inside the agreement tolerance",
+            "onnxruntime-int8-static-192",
+            "MinMax static int8 loses moderate-dementia sensitivity 73 -> 63 % at 192 px (10 "
+            "lost, 0 gained, McNemar p = 0.001)",
+            gates=("accuracy",),
+        ),
+        KnownDisagreement(
+            "onnxruntime-int8-static-224",
+            "MinMax static int8 loses moderate-dementia sensitivity 93 -> 83 % at 224 px (10 "
+            "lost, 0 gained, McNemar p = 0.001), accuracy 81.2 -> 78.2 %",
             gates=("accuracy",),
         ),
     ),
