@@ -200,7 +200,7 @@ def test_a_malformed_budget_file_stops_the_run_naming_the_field(
     result = run_suite(*FAKE)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (error,) = [line for line in result.stderr.lines if "budgets.toml" in line]
-    assert "budget[0].max_ms: expected a number > 0, got -1" in error
+    assert "budget[0].max_ms: expected a finite number > 0, got -1" in error
 
 
 def test_a_malformed_latency_baseline_is_one_error_naming_file_and_field(
