@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -36,7 +36,7 @@ class KernelPin:
     aten_capability: str
     mkl_branch: str
     threads: int = TRAIN_THREADS
-    requires: tuple[str, ...] = field(default=())
+    requires: tuple[str, ...] = ()
 
     def environment(self) -> dict[str, str]:
         """What the worker process must start with."""
@@ -51,9 +51,8 @@ class KernelPin:
         return {"pin": self.name, "threads": self.threads, "onednn": False}
 
 
-#: x86-64-v3 (Haswell, Zen 1 and later): every CPU a CI runner has had. Measured on ResNet-18 at
-#: 64 px (2 threads): an epoch takes ~2.2x the unpinned oneDNN time, against ~4x for the baseline
-#: pin below.
+#: x86-64-v3 (Haswell, Zen 1 and later): every CPU a CI runner has had, and faster than the
+#: baseline pin (the README gives the cost of each against unpinned training).
 AVX2 = KernelPin("avx2", aten_capability="avx2", mkl_branch="AVX2", requires=("avx2", "fma"))
 #: Any x86-64: plain C++ kernels and MKL's SSE2 branch.
 BASELINE = KernelPin("x86-64", aten_capability="default", mkl_branch="COMPATIBLE")
@@ -78,7 +77,7 @@ def pinned(pin: KernelPin, environment: Mapping[str, str]) -> Iterator[None]:
     capability = torch.backends.cpu.get_cpu_capability()
     if (
         capability.lower() != pin.aten_capability
-        or environment.get("MKL_CBWR") != (pin.environment()["MKL_CBWR"])
+        or environment.get("MKL_CBWR") != pin.environment()["MKL_CBWR"]
     ):
         raise PinError(
             f"training worker runs ATen capability {capability} with MKL_CBWR="
