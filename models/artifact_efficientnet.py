@@ -35,6 +35,13 @@ KNOWN_DISAGREEMENTS = (
         "of test images (max |delta logit| 0.05-0.41)",
     ),
     KnownDisagreement(
+        "*-bf16-*",
+        "bf16 through the SiLU / squeeze-excitation blocks moves the logits by 0.18 (eager) / "
+        "0.35 (TorchScript) relative on an H200; top-1 agreement 98.4 % on the agreement images, "
+        "99.5 % over the test split, accuracy 86.5 -> 86.0 %",
+        device="cuda",
+    ),
+    KnownDisagreement(
         "onnxruntime-int8-dynamic-192",
         "specificity 100 -> 97.5 % at 192 px (5 negatives lost, 0 gained, McNemar p = 0.03)",
         gates=("accuracy",),

@@ -176,4 +176,32 @@ def test_tensorrt_builds_fp16_and_int8_from_the_right_graph(tmp_path: Path) -> N
         name, options = providers[0]
         assert name == "TensorrtExecutionProvider"
         assert options[flag] is True
-        assert providers[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert providers[1:] == [STRICT_CUDA_EP, "CPUExecutionProvider"]
+
+
+STRICT_CUDA_EP = ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0})
+
+
+def test_onnxruntime_on_cuda_runs_fp32_without_tf32(tmp_path: Path) -> None:
+    backend = get_backend("onnxruntime")
+    case = Case("tiny_cnn", "onnxruntime", "fp32", 16, 1, "cuda")
+    providers = backend.execution_providers(  # type: ignore[attr-defined]
+        BuildContext(case, tmp_path, threads=1)
+    )
+    assert providers == [STRICT_CUDA_EP]
+
+
+def test_the_suite_turns_tf32_off_for_torch(
+    pytester: pytest.Pytester, suite_dir: Path, run_suite: Callable[..., pytest.RunResult]
+) -> None:
+    """cuDNN convolutions default to TF32; a session of the suite must run them in IEEE fp32."""
+    pytester.makepyfile(
+        test_flags="""
+        import torch
+
+        def test_flags():
+            assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+            assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        """
+    )
+    run_suite("test_flags.py").assert_outcomes(passed=1)

@@ -88,3 +88,12 @@ def test_a_known_disagreement_of_one_kernel_applies_only_where_the_cpu_has_it() 
     assert vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen5)
     assert not vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen1)
     assert KnownDisagreement("eager-*", "any CPU").matches("eager", "fp32", 16, "*", zen1)
+
+
+def test_a_known_disagreement_can_be_limited_to_a_device() -> None:
+    gpu_only = KnownDisagreement("eager-bf16-*", "measured on an H200", device="cuda")
+    assert gpu_only.matches("eager", "bf16", 192, device="cuda")
+    assert not gpu_only.matches("eager", "bf16", 192, device="cpu")
+    assert KnownDisagreement("eager-bf16-*", "anywhere").matches(
+        "eager", "bf16", 192, device="cuda"
+    )

@@ -34,6 +34,7 @@ from medgate.matrix import (
 )
 from medgate.memory_report import memory_table
 from medgate.registry import UnknownNameError, get_spec
+from medgate.torch_precision import strict_fp32
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
 
@@ -116,6 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"medgate: {error}") from error
     _check_given_files(suite)
     torch.set_num_threads(suite.threads)
+    strict_fp32()
     facts = machine_fingerprint(suite.threads)
     config.hook.pytest_medgate_fingerprint(config=config, fingerprint=facts)
     workspace = Workspace(suite, fingerprint=Fingerprint(facts))
@@ -181,7 +183,7 @@ def _marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorator]:
         marks.append(pytest.mark.skip(reason=reason))
     for known in spec.known_disagreements:
         if batch in known.gates and known.matches(
-            case.backend, case.precision, case.input_size, dataset, machine.cpu().flags
+            case.backend, case.precision, case.input_size, dataset, machine.cpu().flags, case.device
         ):
             marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
             break

@@ -59,13 +59,15 @@ class KnownDisagreement:
     ``dataset`` (a glob over dataset names) limits it to the data it was measured on, and
     ``cpu_isa`` to CPUs with every one of those ISA extensions (e.g. ``("avx512_vnni",)`` for a
     disagreement that only the VNNI int8 kernels show): a case that disagrees only where a
-    kernel exists is declared with that kernel, so it stays gated on every other CPU."""
+    kernel exists is declared with that kernel, so it stays gated on every other CPU.
+    ``device`` (``cpu``, ``cuda`` or ``*``) limits it likewise to the device it was measured on."""
 
     cases: str
     reason: str
     gates: tuple[str, ...] = ("agreement",)
     dataset: str = "*"
     cpu_isa: tuple[str, ...] = ()
+    device: str = "*"
 
     def matches(
         self,
@@ -74,9 +76,11 @@ class KnownDisagreement:
         size: int,
         dataset: str = "*",
         cpu_flags: frozenset[str] = frozenset(),
+        device: str = "cpu",
     ) -> bool:
         return (
             fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", self.cases)
+            and fnmatch.fnmatchcase(device, self.device)
             and fnmatch.fnmatchcase(dataset, self.dataset)
             and all(flag in cpu_flags for flag in self.cpu_isa)
         )

@@ -2,7 +2,9 @@
 
 One strategy per precision, each turning the trained fp32 module into what that precision runs:
 
-- ``fp32``: the module itself.
+- ``fp32``: the module itself, in IEEE fp32 on CUDA too (``strict_fp32``): cuDNN convolutions
+  default to TF32, whose 10-bit mantissa would make "fp32" on a GPU a lower precision than
+  the eager fp32 reference it is held to.
 - ``fp16`` / ``bf16``: weights cast to the dtype, inputs cast at ``place`` (not autocast: one
   strategy that TorchScript can trace as well as eager and compile run it).
 - ``int8-dynamic``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear``, the recipe
@@ -28,6 +30,14 @@ from tqdm import tqdm
 from medgate.backends.base import BuildContext
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def strict_fp32() -> None:
+    """Run fp32 matmuls and convolutions in IEEE fp32 on every device, never TF32.
+
+    The flags are process-wide, so the suite sets them once at start-up."""
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ class OnnxRuntimeBackend(Backend):
         return None
 
     def execution_providers(self, context: BuildContext) -> list[Any]:
+        if context.case.device == "cuda":
+            # The CUDA EP runs fp32 convolutions in TF32 unless told not to; fp32 means fp32.
+            return [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0})]
         return [self.providers[context.case.device]]
 
     def graph_precision(self, precision: str) -> str:

@@ -40,7 +40,7 @@ class TensorRTBackend(OnnxRuntimeBackend):
         # CUDA then CPU take whatever TensorRT cannot (ORT partitions the graph).
         return [
             ("TensorrtExecutionProvider", options),
-            "CUDAExecutionProvider",
+            ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}),
             "CPUExecutionProvider",
         ]
 
