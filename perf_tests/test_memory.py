@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from medgate.backends import Session
+from medgate.bench import cuda_peak_since, start_cuda_peak
 from medgate.matrix import Case
 from medgate.workspace import Workspace
 
@@ -30,8 +31,6 @@ def warm_batch(medgate_case: Case, medgate_session: Session, medgate_inputs: tor
     for _ in range(medgate_session.warmup_calls):
         medgate_session.run(placed)
     medgate_session.synchronize()
-    if medgate_case.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     return placed
 
 
@@ -43,11 +42,12 @@ def test_inference_memory(
     medgate_workspace: Workspace,
     record_property: Callable[[str, object], None],
 ) -> None:
+    resident = start_cuda_peak() if medgate_case.device == "cuda" else 0
     medgate_session.run(warm_batch)
     medgate_session.synchronize()
     record_property("artifact_bytes", medgate_session.artifact_bytes)
     if medgate_case.device == "cuda":
-        medgate_workspace.check_cuda_peak(medgate_case, torch.cuda.max_memory_allocated())
+        medgate_workspace.check_cuda_peak(medgate_case, cuda_peak_since(resident))
 
 
 @pytest.fixture

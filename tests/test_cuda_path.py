@@ -86,6 +86,8 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset_peak_memory_stats)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 123_456_789)
+    # Another case's session still on the GPU: not this case's memory.
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 100_000_000)
     return calls
 
 
@@ -107,7 +109,7 @@ def test_cuda_timing_synchronizes_every_round_and_records_peak_memory(
     timed = log[-10:]
     assert timed == ["run", "sync"] * 5  # no round ends before the GPU has finished
     assert fake_gpu["reset_peak"] == 1  # after warm-up, so the figure is inference only
-    assert benchmark.extra_info["cuda_max_memory_allocated"] == 123_456_789
+    assert benchmark.extra_info["cuda_peak_bytes"] == 23_456_789  # above what was resident
     assert benchmark.extra_info["device"] == "cuda"
     assert benchmark.extra_info["first_call_s"] >= 0
     assert benchmark.group == "tiny_cnn 16px bs1 cuda"
@@ -119,7 +121,7 @@ def test_cpu_timing_records_no_gpu_memory(tmp_path: Path) -> None:
     session = CountingSession("cpu", [])
     tools = timing_tools(tmp_path, "cpu")
     time_case(benchmark, case, session, torch.zeros(1), ModelFacts(1, 4, 1), *tools)
-    assert "cuda_max_memory_allocated" not in benchmark.extra_info
+    assert "cuda_peak_bytes" not in benchmark.extra_info
 
 
 @pytest.mark.usefixtures("fake_gpu")

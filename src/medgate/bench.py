@@ -22,6 +22,19 @@ def stage_key(case: Case, stage: str) -> str:
     return f"{case.id}:{stage}"
 
 
+def start_cuda_peak() -> int:
+    """Reset CUDA's peak statistics; return the bytes allocated now.
+
+    The run keeps earlier cases' sessions on the GPU, so the raw peak would depend on which cases
+    ran before (the order is shuffled); a figure is the peak above what was resident here."""
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def cuda_peak_since(resident: int) -> int:
+    return torch.cuda.max_memory_allocated() - resident
+
+
 def time_case(
     benchmark: Any,
     case: Case,
@@ -48,8 +61,7 @@ def time_case(
         session.run(placed)
     session.synchronize()
     reference.warm_up()
-    if case.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    resident = start_cuda_peak() if case.device == "cuda" else 0
 
     def step() -> None:
         session.run(placed)
@@ -83,7 +95,7 @@ def time_case(
     if benchmark.stats is None:
         return None
     if case.device == "cuda":
-        benchmark.extra_info["cuda_max_memory_allocated"] = torch.cuda.max_memory_allocated()
+        benchmark.extra_info["cuda_peak_bytes"] = cuda_peak_since(resident)
     timed = tuple(benchmark.stats.stats.data)
     first = Rounds(MappingProxyType({"model": timed}), tuple(references))
 
