@@ -112,9 +112,12 @@ def _section(
 ) -> DatasetSection:
     return DatasetSection(
         dataset=DatasetIdentity("tiny_squares", "bundled recipe tiny_squares v1", dataset),
-        checkpoint=CheckpointIdentity(checkpoint, recipe),
         versions={"medgate": "0.1.0"},
-        cases={"eager-fp32-16-cpu": CaseRecord(dict.fromkeys(METRICS, 0.5), "0101")},
+        cases={
+            "eager-fp32-16-cpu": CaseRecord(
+                dict.fromkeys(METRICS, 0.5), "0101", CheckpointIdentity(checkpoint, recipe)
+            )
+        },
     )
 
 
@@ -135,7 +138,8 @@ def _section(
 def test_a_baseline_is_stale_when_its_data_or_model_differ(
     run: RunIdentity, stale: str | None
 ) -> None:
-    reason = staleness(_section(), run)
+    section = _section()
+    reason = staleness(section, section.cases["eager-fp32-16-cpu"], run)
     assert reason is None if stale is None else stale in (reason or "")
 
 
@@ -164,32 +168,70 @@ def test_a_missing_field_names_its_path(tmp_path: Path) -> None:
     path.write_text(json.dumps(payload))
     with pytest.raises(BaselineError, match=r"m\.json: field datasets\.x\.checkpoint: expected an"):
         read_baseline(path)
+    case = {"metrics": dict.fromkeys(METRICS, 0.5), "predictions": "01"}
+    dataset = {"name": "x", "source": "s", "sha256": "d"}
+    section = {"dataset": dataset, "versions": {}, "cases": {"eager-fp32-16-cpu": case}}
+    payload = {"schema": 3, "model": "m", "positive_class": "p", "datasets": {"x": section}}
+    path.write_text(json.dumps(payload))
+    with pytest.raises(
+        BaselineError, match=r"field datasets\.x\.cases\.eager-fp32-16-cpu\.checkpoint: expected"
+    ):
+        read_baseline(path)
 
 
-def test_recording_merges_cases_and_replaces_a_changed_model(tmp_path: Path) -> None:
+def test_a_schema_2_file_reads_its_section_checkpoint_as_every_case_s(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    case = {"metrics": dict.fromkeys(METRICS, 0.5), "predictions": "01"}
+    section = {
+        "dataset": {"name": "x", "source": "s", "sha256": "d"},
+        "checkpoint": {"tensors_sha256": "c" * 64, "recipe_key": "r"},
+        "versions": {},
+        "cases": {"eager-fp32-16-cpu": case, "onnxruntime-fp32-16-cpu": case},
+    }
+    payload = {"schema": 2, "model": "m", "positive_class": "p", "datasets": {"x": section}}
+    path.write_text(json.dumps(payload))
+    stored = read_baseline(path)
+    assert stored is not None
+    checkpoints = {record.checkpoint for record in stored.sections["x"].cases.values()}
+    assert checkpoints == {CheckpointIdentity("c" * 64, "r")}
+
+
+def test_recording_merges_cases_whatever_their_checkpoint(tmp_path: Path) -> None:
+    """A narrow --update-baselines rewrites the cases it measured and keeps every other one, each
+    with the checkpoint it was measured with; only a changed dataset replaces a section."""
     import tiny_zoo  # noqa: F401
 
     spec = get_spec("tiny_cnn")
     labels = np.array([0, 1, 1, 0])
     seen = Evaluation(labels, labels, 1)
-    dataset = DatasetIdentity("tiny_squares", "bundled", "d" * 64)
 
-    def record(backend: str, checkpoint: str) -> ModelBaseline:
+    def record(backend: str, checkpoint: str, data: str = "d") -> tuple[ModelBaseline, list[str]]:
         ledger = AccuracyLedger(tmp_path, tmp_path, update=True)
-        run = RunIdentity("d" * 64, CheckpointIdentity(checkpoint, None))
+        dataset = DatasetIdentity("tiny_squares", "bundled", data * 64)
+        run = RunIdentity(data * 64, CheckpointIdentity(checkpoint, None))
         ledger.judge(
             Case("tiny_cnn", backend, "fp32", 16, 64, "cpu"), spec, dataset, run, None, seen
         )
         (path,) = ledger.write({"tiny_cnn": "square"})
         stored = read_baseline(path)
         assert stored is not None
-        return stored
+        return stored, ledger.notes
 
     record("eager", "c" * 64)
-    merged = record("onnxruntime", "c" * 64)
-    assert sorted(merged.sections["tiny_squares"].cases) == [
+    record("onnxruntime", "c" * 64)
+    merged, notes = record("torchscript", "e" * 64)
+    cases = merged.sections["tiny_squares"].cases
+    assert sorted(cases) == [
         "eager-fp32-16-cpu",
         "onnxruntime-fp32-16-cpu",
+        "torchscript-fp32-16-cpu",
     ]
-    replaced = record("torchscript", "e" * 64)
-    assert sorted(replaced.sections["tiny_squares"].cases) == ["torchscript-fp32-16-cpu"]
+    assert cases["eager-fp32-16-cpu"].checkpoint.tensors_sha256 == "c" * 64
+    assert cases["torchscript-fp32-16-cpu"].checkpoint.tensors_sha256 == "e" * 64
+    assert notes == []
+    replaced, notes = record("eager", "e" * 64, data="f")
+    assert sorted(replaced.sections["tiny_squares"].cases) == ["eager-fp32-16-cpu"]
+    (note,) = notes
+    assert "section tiny_squares replaced whole, its dataset changed" in note
+    assert "2 case(s) not re-recorded were dropped" in note
+    assert "onnxruntime-fp32-16-cpu" in note

@@ -41,11 +41,12 @@ def test_update_baselines_records_a_reviewable_file_and_a_rerun_passes(
     recorded = _record(run_suite)
     recorded.stdout.fnmatch_lines(["*medgate: wrote *tiny_cnn.json; review the diff*"])
     payload = json.loads((pytester.path / BASELINE).read_text())
-    assert payload["schema"] == 2
+    assert payload["schema"] == 3
     assert payload["positive_class"] == "square"
     section = payload["datasets"]["tiny_squares"]
-    assert len(section["dataset"]["sha256"]) == len(section["checkpoint"]["tensors_sha256"]) == 64
-    assert section["checkpoint"]["recipe_key"]
+    checkpoint = section["cases"]["eager-fp32-16-cpu"]["checkpoint"]
+    assert len(section["dataset"]["sha256"]) == len(checkpoint["tensors_sha256"]) == 64
+    assert checkpoint["recipe_key"]
     assert {"medgate", "torch", "onnxruntime", "scikit-learn"} <= set(section["versions"])
     assert sorted(section["cases"]) == [
         "eager-fp32-16-cpu",
@@ -72,7 +73,8 @@ def test_a_perturbed_checkpoint_that_loses_sensitivity_fails_against_the_baselin
 ) -> None:
     _record(run_suite)
     recorded = json.loads((pytester.path / BASELINE).read_text())
-    sha256 = recorded["datasets"]["tiny_squares"]["checkpoint"]["tensors_sha256"]
+    case = recorded["datasets"]["tiny_squares"]["cases"]["eager-fp32-16-cpu"]
+    sha256 = case["checkpoint"]["tensors_sha256"]
     (checkpoint,) = [
         path
         for path in (medgate_cache / "checkpoints").glob("tiny_cnn-*.pt")
@@ -222,7 +224,7 @@ def test_a_case_below_its_models_floor_fails_whatever_the_reference(
         ("{not json", "*tiny_cnn.json: not readable JSON*"),
         (
             '{"schema": 0, "model": "tiny_cnn"}',
-            "*tiny_cnn.json: field schema: is 0, this medgate reads schema 2*",
+            "*tiny_cnn.json: field schema: is 0, this medgate reads schema 2 or 3*",
         ),
         (
             '{"schema": 2, "model": "tiny_cnn", "positive_class": "square", "datasets": '
@@ -253,4 +255,4 @@ def test_update_baselines_replaces_a_file_of_an_older_schema(
     path.parent.mkdir(parents=True)
     path.write_text('{"schema": 1, "model": "tiny_cnn", "datasets": {}}')
     _record(run_suite)
-    assert json.loads(path.read_text())["schema"] == 2
+    assert json.loads(path.read_text())["schema"] == 3

@@ -1,10 +1,12 @@
 """Stored accuracy baselines: one reviewed JSON file per model, ``baselines/accuracy/<model>.json``.
 
 The file holds one section per dataset the model was evaluated on (its bundled data, the user's
-real data), each naming what its figures depend on — the dataset's SHA-256, the checkpoint's, the
-versions that computed them — and per case the metrics and the per-image predictions (so the
-comparison with a later run is paired). Files are written only on ``--update-baselines``,
-atomically, with sorted keys, so a PR diff shows exactly which figure moved.
+real data), each naming the dataset's SHA-256 and the versions of the run that last recorded into
+it, and per case the checkpoint it was measured with, the metrics and the per-image predictions
+(so the comparison with a later run is paired). The checkpoint is per case because a narrow
+``--update-baselines`` re-records some cases and keeps the rest, which may have been measured
+with other weights. Files are written only on ``--update-baselines``, atomically, with sorted
+keys, so a PR diff shows exactly which figure moved.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from medgate.baseline_files import BaselineError, load_json, rerecord_hint
 from medgate.data import atomic_write_bytes
 from medgate.metrics import METRICS
 
-SCHEMA = 2
+SCHEMA = 3
+#: Schema 2 named one checkpoint per section; it reads as that checkpoint on every case.
+_READABLE = (2, SCHEMA)
 #: Predictions are stored one character per image: class 0-9 then a-z.
 _SYMBOLS = string.digits + string.ascii_lowercase
 
@@ -49,6 +53,7 @@ class CheckpointIdentity:
 class CaseRecord:
     metrics: Mapping[str, float | None]
     predictions: str
+    checkpoint: CheckpointIdentity
 
     @property
     def samples(self) -> int:
@@ -58,16 +63,20 @@ class CaseRecord:
         return np.array([_SYMBOLS.index(symbol) for symbol in self.predictions], dtype=np.int64)
 
     @classmethod
-    def of(cls, metrics: Mapping[str, float | None], predictions: np.ndarray) -> CaseRecord:
+    def of(
+        cls,
+        metrics: Mapping[str, float | None],
+        predictions: np.ndarray,
+        checkpoint: CheckpointIdentity,
+    ) -> CaseRecord:
         if predictions.size and int(predictions.max()) >= len(_SYMBOLS):
             raise ValueError(f"cannot store predictions of more than {len(_SYMBOLS)} classes")
-        return cls(dict(metrics), "".join(_SYMBOLS[int(p)] for p in predictions))
+        return cls(dict(metrics), "".join(_SYMBOLS[int(p)] for p in predictions), checkpoint)
 
 
 @dataclass
 class DatasetSection:
     dataset: DatasetIdentity
-    checkpoint: CheckpointIdentity
     versions: Mapping[str, str]
     cases: dict[str, CaseRecord] = field(default_factory=dict)
 
@@ -95,10 +104,13 @@ def to_json(baseline: ModelBaseline) -> str:
         "datasets": {
             name: {
                 "dataset": vars(section.dataset),
-                "checkpoint": vars(section.checkpoint),
                 "versions": dict(section.versions),
                 "cases": {
-                    key: {"metrics": dict(record.metrics), "predictions": record.predictions}
+                    key: {
+                        "checkpoint": vars(record.checkpoint),
+                        "metrics": dict(record.metrics),
+                        "predictions": record.predictions,
+                    }
                     for key, record in section.cases.items()
                 },
             }
@@ -152,9 +164,10 @@ class _Reader:
     def model(self, payload: Any) -> ModelBaseline:
         root = self.mapping(payload, "(top level)")
         schema = root.get("schema")
-        if schema != SCHEMA:
+        if schema not in _READABLE:
             raise OldSchemaError(
-                f"{self.path}: field schema: is {schema!r}, this medgate reads schema {SCHEMA} "
+                f"{self.path}: field schema: is {schema!r}, this medgate reads schema "
+                f"{' or '.join(map(str, _READABLE))} "
                 "(schema 1 identified a checkpoint by its file's bytes, not its tensors, and "
                 "recorded weights trained on unpinned kernels); re-record "
                 f"it with {rerecord_hint('accuracy')} and review the diff"
@@ -165,36 +178,41 @@ class _Reader:
         )
         datasets = self.mapping(root.get("datasets"), "datasets")
         for name, raw in datasets.items():
-            baseline.sections[name] = self.section(raw, f"datasets.{name}")
+            baseline.sections[name] = self.section(raw, f"datasets.{name}", schema)
         return baseline
 
-    def section(self, raw: Any, where: str) -> DatasetSection:
-        body = self.mapping(raw, where)
-        dataset = self.mapping(body.get("dataset"), f"{where}.dataset")
-        checkpoint = self.mapping(body.get("checkpoint"), f"{where}.checkpoint")
-        versions = self.mapping(body.get("versions"), f"{where}.versions")
+    def checkpoint(self, raw: Any, where: str) -> CheckpointIdentity:
+        checkpoint = self.mapping(raw, where)
         recipe_key = checkpoint.get("recipe_key")
         if recipe_key is not None and not isinstance(recipe_key, str):
-            raise self.fail(f"{where}.checkpoint.recipe_key", "expected a string or null")
+            raise self.fail(f"{where}.recipe_key", "expected a string or null")
+        return CheckpointIdentity(
+            tensors_sha256=self.text(checkpoint, "tensors_sha256", where), recipe_key=recipe_key
+        )
+
+    def section(self, raw: Any, where: str, schema: int) -> DatasetSection:
+        body = self.mapping(raw, where)
+        dataset = self.mapping(body.get("dataset"), f"{where}.dataset")
+        shared = (
+            self.checkpoint(body.get("checkpoint"), f"{where}.checkpoint") if schema == 2 else None
+        )
+        versions = self.mapping(body.get("versions"), f"{where}.versions")
         section = DatasetSection(
             dataset=DatasetIdentity(
                 name=self.text(dataset, "name", f"{where}.dataset"),
                 source=self.text(dataset, "source", f"{where}.dataset"),
                 sha256=self.text(dataset, "sha256", f"{where}.dataset"),
             ),
-            checkpoint=CheckpointIdentity(
-                tensors_sha256=self.text(checkpoint, "tensors_sha256", f"{where}.checkpoint"),
-                recipe_key=recipe_key,
-            ),
             versions={k: str(v) for k, v in versions.items()},
         )
         cases = self.mapping(body.get("cases"), f"{where}.cases")
         for key, record in cases.items():
-            section.cases[key] = self.case(record, f"{where}.cases.{key}")
+            section.cases[key] = self.case(record, f"{where}.cases.{key}", shared)
         return section
 
-    def case(self, raw: Any, where: str) -> CaseRecord:
+    def case(self, raw: Any, where: str, shared: CheckpointIdentity | None) -> CaseRecord:
         body = self.mapping(raw, where)
+        checkpoint = shared or self.checkpoint(body.get("checkpoint"), f"{where}.checkpoint")
         predictions = self.text(body, "predictions", where)
         if not predictions or set(predictions) - set(_SYMBOLS[: self.num_classes]):
             raise self.fail(
@@ -216,4 +234,4 @@ class _Reader:
                 raise self.fail(f"{where}.metrics.{name}", f"{value} is not within [0, 1]")
             else:
                 checked[name] = float(value)
-        return CaseRecord(checked, predictions)
+        return CaseRecord(checked, predictions, checkpoint)

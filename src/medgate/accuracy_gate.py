@@ -129,8 +129,8 @@ class RunIdentity:
     checkpoint: CheckpointIdentity
 
 
-def staleness(section: DatasetSection, run: RunIdentity) -> str | None:
-    """Why a stored section does not describe this run, or None.
+def staleness(section: DatasetSection, record: CaseRecord, run: RunIdentity) -> str | None:
+    """Why a stored case does not describe this run, or None.
 
     A checkpoint retrained by the same recipe (same key, kernel pin included) is not stale: it
     holds the same tensors wherever it was trained, and were it ever to differ, comparing its
@@ -142,7 +142,7 @@ def staleness(section: DatasetSection, run: RunIdentity) -> str | None:
             f"dataset SHA-256 {run.dataset_sha256[:12]} differs from the baseline's "
             f"{section.dataset.sha256[:12]} ({section.dataset.source})"
         )
-    stored, now = section.checkpoint, run.checkpoint
+    stored, now = record.checkpoint, run.checkpoint
     if stored.tensors_sha256 == now.tensors_sha256:
         return None
     if stored.recipe_key is not None and stored.recipe_key == now.recipe_key:
@@ -178,7 +178,7 @@ class AccuracyGate:
         fix = f"`pytest perf_tests -m accuracy --update-baselines`, then review {baseline_file}"
         if section is None or record is None:
             return [Finding(BASELINE, "-", None, verdict="no baseline", detail=f"record it: {fix}")]
-        stale = staleness(section, run)
+        stale = staleness(section, record, run)
         if stale is not None:
             finding = Finding(
                 BASELINE,

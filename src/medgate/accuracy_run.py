@@ -53,6 +53,8 @@ class AccuracyLedger:
         self.results: dict[Case, CaseAccuracy] = {}
         self._baselines: dict[str, ModelBaseline | None] = {}
         self._recordings: dict[tuple[str, str], _Recording] = {}
+        #: What ``write`` did beyond merging cases, for the run's summary.
+        self.notes: list[str] = []
 
     def path(self, model: str) -> Path:
         return baseline_path(self.baseline_dir, model)
@@ -95,7 +97,9 @@ class AccuracyLedger:
             recording = self._recordings.setdefault(
                 (case.model, dataset.name), _Recording(dataset, run)
             )
-            recording.cases[key] = CaseRecord.of(candidate.metrics(), candidate.predictions)
+            recording.cases[key] = CaseRecord.of(
+                candidate.metrics(), candidate.predictions, run.checkpoint
+            )
         else:
             stored = self.baseline(case.model)
             section = stored.sections.get(dataset.name) if stored else None
@@ -117,8 +121,9 @@ class AccuracyLedger:
     def write(self, positive_classes: dict[str, str]) -> list[Path]:
         """Merge this run's recordings into each model's file, atomically; returns the paths.
 
-        A section whose dataset or checkpoint changed is replaced whole (its old cases describe
-        another model); otherwise the recorded cases replace theirs and the rest are kept.
+        The recorded cases replace theirs and every other case is kept, whatever checkpoint it
+        was measured with (each case names its own). A section whose dataset changed is
+        replaced whole, since its cases' predictions are of other images, and ``notes`` says so.
         """
         versions = library_versions()
         written = []
@@ -129,16 +134,19 @@ class AccuracyLedger:
                 if owner != model:
                     continue
                 old = baseline.sections.get(name)
-                keep = (
-                    old.cases
-                    if old is not None
-                    and old.dataset.sha256 == recording.dataset.sha256
-                    and old.checkpoint == recording.run.checkpoint
-                    else {}
-                )
+                keep = {}
+                if old is not None and old.dataset.sha256 == recording.dataset.sha256:
+                    keep = old.cases
+                elif old is not None:
+                    dropped = sorted(set(old.cases) - set(recording.cases))
+                    self.notes.append(
+                        f"{self.display_path(model)}: section {name} replaced whole, its dataset "
+                        f"changed (SHA-256 {old.dataset.sha256[:12]} -> "
+                        f"{recording.dataset.sha256[:12]}); {len(dropped)} case(s) not re-recorded "
+                        "were dropped" + (f": {', '.join(dropped)}" if dropped else "")
+                    )
                 baseline.sections[name] = DatasetSection(
                     dataset=recording.dataset,
-                    checkpoint=recording.run.checkpoint,
                     versions=versions,
                     cases={**keep, **recording.cases},
                 )

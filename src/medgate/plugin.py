@@ -402,6 +402,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(f"medgate: {note}")
     for path in workspace.baselines_written:
         terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")
+    for note in workspace.accuracy.notes:
+        terminalreporter.write_line(f"medgate: {note}")
 
 
 @pytest.hookimpl(optionalhook=True)
