@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 
 class BaselineError(ValueError):
     """A baseline file that cannot be used; the message names the file, the field and the fix."""
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(f"holds {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(f"holds {text}, which overflows to {value}")
+    return value
 
 
 def rerecord_hint(lane: str) -> str:
@@ -20,7 +36,16 @@ def load_json(path: Path, lane: str) -> Any:
     if not path.exists():
         return None
     try:
-        payload = json.loads(path.read_text())
+        # NaN compares false with everything and infinity passes every "> 0": a figure that
+        # could never fire is refused at the parse, in every field of every lane's file.
+        payload = json.loads(
+            path.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float
+        )
+    except _NonFinite as error:
+        raise BaselineError(
+            f"{path}: {error}, not a finite number; no figure of a baseline may be NaN or "
+            f"infinite: restore it from git or delete it and re-record with {rerecord_hint(lane)}"
+        ) from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BaselineError(
             f"{path}: not readable JSON ({error}); restore it from git or delete it and "

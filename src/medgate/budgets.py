@@ -98,7 +98,8 @@ def _checked(path: Path, index: int, entry: Any) -> Budget:
     for glob in ("models", "backends", "precisions", "device", "reason"):
         if glob in entry and not isinstance(entry[glob], str):
             raise BaselineError(f"{where}.{glob}: expected a string")
-    if entry.get("statistic", "p50") not in STATISTICS:
+    statistic = entry.get("statistic", "p50")
+    if not isinstance(statistic, str) or statistic not in STATISTICS:
         raise BaselineError(f"{where}.statistic: choose one of {', '.join(STATISTICS)}")
     limits = [key for key in ("max_ms", "min_samples_per_s") if key in entry]
     if len(limits) != 1:

@@ -12,10 +12,12 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,8 +188,11 @@ def load_medmnist_npz(path: Path, num_classes: int) -> Dataset:
     """Read ``{split}_images`` / ``{split}_labels`` for train, val (optional) and test."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"{path}: not a readable .npz file ({error})") from error
+    except _UNREADABLE as error:
+        raise DatasetError(
+            f"{path}: not a readable .npz file ({type(error).__name__}: {error}); write it with "
+            "numpy.savez(path, train_images=..., train_labels=..., ...)"
+        ) from error
     with archive:
         keys = set(archive.files)
         splits: dict[str, Split] = {}
@@ -201,8 +206,8 @@ def load_medmnist_npz(path: Path, num_classes: int) -> Dataset:
                         f"{path}: missing key {key!r} (found {sorted(keys)}); a MedMNIST file "
                         f"holds {', '.join(f'{s}_images/{s}_labels' for s in SPLITS)}"
                     )
-            images = archive[image_key]
-            raw_labels = np.asarray(archive[label_key]).reshape(-1)
+            images = _member(archive, path, image_key)
+            raw_labels = np.asarray(_member(archive, path, label_key)).reshape(-1)
             if raw_labels.dtype.kind not in "iu":
                 raise DatasetError(
                     f"{path}: {label_key} holds {raw_labels.dtype} values; class labels must be "
@@ -212,6 +217,21 @@ def load_medmnist_npz(path: Path, num_classes: int) -> Dataset:
             labels = raw_labels.astype(np.int64)
             splits[split] = _checked_split(path, split, images, labels, num_classes)
     return Dataset(source=path, sha256=sha256_file(path), splits=splits)
+
+
+#: What numpy raises for a file that is not an intact .npz: not a zip, cut short, a member whose
+#: compressed bytes or header are damaged, or one that needs pickle.
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _member(archive: Any, path: Path, key: str) -> np.ndarray:
+    try:
+        return np.asarray(archive[key])
+    except _UNREADABLE as error:
+        raise DatasetError(
+            f"{path}: {key} cannot be read ({type(error).__name__}: {error}); the file is "
+            "damaged or holds objects, not arrays: write it again with numpy.savez"
+        ) from error
 
 
 def _checked_split(

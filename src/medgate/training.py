@@ -281,14 +281,22 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             "code to run can run anything on this machine; save a state_dict instead "
             "(torch.save(model.state_dict(), path)), not a pickled module"
         ) from error
+    fix = "save model.state_dict() or {'state_dict': ..., 'meta': {...}}"
+    state_dict, meta = payload, {}
     if isinstance(payload, dict) and "state_dict" in payload:
-        return payload["state_dict"], dict(payload.get("meta", {}))
-    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        return payload, {}
-    raise CheckpointError(
-        f"{path}: holds {type(payload).__name__}, not a state_dict; save "
-        "model.state_dict() or {'state_dict': ..., 'meta': {...}}"
-    )
+        state_dict, meta = payload["state_dict"], payload.get("meta", {})
+        if not isinstance(meta, dict):
+            raise CheckpointError(
+                f"{path}: field meta holds {type(meta).__name__}, not a dict; {fix}"
+            )
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor)
+        for name, value in state_dict.items()
+    ):
+        raise CheckpointError(
+            f"{path}: holds {type(state_dict).__name__}, not a state_dict (names -> tensors); {fix}"
+        )
+    return state_dict, dict(meta)
 
 
 def _essence(error: Exception) -> str:
