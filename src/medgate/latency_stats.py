@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 Verdict = Literal["regressed", "same", "unsure"]
 
@@ -108,6 +107,9 @@ def compare(
 ) -> Comparison:
     if len(baseline) < 2 or len(current) < 2:
         raise ValueError("a comparison needs at least two rounds on each side")
+    # Imported here: scipy.stats takes about a second to import (see ``medgate.paired``).
+    from scipy import stats
+
     ratio, low, high = median_ratio_ci(baseline, current)
     mann_whitney = stats.mannwhitneyu(current, baseline, alternative="two-sided")
     ks = stats.ks_2samp(current, baseline)

@@ -11,12 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    recall_score,
-    roc_auc_score,
-)
+
+# sklearn.metrics is imported where a metric is computed: importing it costs about 1.5 s, which
+# every pytest process that loads the plugin would pay, `pytest --help` and collection included.
 
 #: The metrics of an evaluation, in the order tables show them.
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "auroc")
@@ -105,23 +102,31 @@ class Evaluation:
 
     def metrics(self) -> dict[str, float | None]:
         """Every metric of ``METRICS``; AUROC is None without scores."""
+        import sklearn.metrics as skm
+
         truth, predicted = self.is_positive, self.predicted_positive
         return {
-            "accuracy": float(accuracy_score(self.labels, self.predictions)),
-            "balanced_accuracy": float(balanced_accuracy_score(self.labels, self.predictions)),
-            "sensitivity": float(recall_score(truth, predicted, pos_label=True, zero_division=0)),
-            "specificity": float(recall_score(truth, predicted, pos_label=False, zero_division=0)),
+            "accuracy": float(skm.accuracy_score(self.labels, self.predictions)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(self.labels, self.predictions)),
+            "sensitivity": float(
+                skm.recall_score(truth, predicted, pos_label=True, zero_division=0)
+            ),
+            "specificity": float(
+                skm.recall_score(truth, predicted, pos_label=False, zero_division=0)
+            ),
             "auroc": self.auroc(),
         }
 
     def auroc(self, index: np.ndarray | None = None) -> float | None:
+        import sklearn.metrics as skm
+
         if self.positive_scores is None:
             return None
         truth = self.is_positive if index is None else self.is_positive[index]
         scores = self.positive_scores if index is None else self.positive_scores[index]
         if truth.all() or not truth.any():
             return None
-        return float(roc_auc_score(truth, scores))
+        return float(skm.roc_auc_score(truth, scores))
 
     def metric(self, name: str, index: np.ndarray | None = None) -> float | None:
         """One metric, optionally on a resample ``index`` of the samples (for the bootstrap)."""
@@ -130,7 +135,9 @@ class Evaluation:
         labels = self.labels if index is None else self.labels[index]
         predictions = self.predictions if index is None else self.predictions[index]
         if name == "balanced_accuracy":
-            return float(balanced_accuracy_score(labels, predictions))
+            import sklearn.metrics as skm
+
+            return float(skm.balanced_accuracy_score(labels, predictions))
         resampled = Evaluation(labels, predictions, self.positive_index)
         counted = resampled.counted(name)
         if not counted.any():

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 from medgate.metrics import PROPORTIONS, Evaluation
 
@@ -36,6 +35,10 @@ class McNemar:
         fixed = int((~ref_ok & now_ok).sum())
         if broken + fixed == 0:
             return cls(0, 0, 1.0)
+        # Imported here: scipy.stats takes about a second to import, which every pytest process
+        # loading the plugin would otherwise pay.
+        from scipy.stats import binomtest
+
         p_value = binomtest(broken, broken + fixed, 0.5, alternative="greater").pvalue
         return cls(broken, fixed, float(p_value))
 
