@@ -202,8 +202,9 @@ def test_the_suite_turns_tf32_off_for_torch(
         import torch
 
         def test_flags():
-            assert torch.backends.cudnn.conv.fp32_precision == "ieee"
-            assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+            assert torch.backends.cudnn.allow_tf32 is False
+            assert torch.backends.cuda.matmul.allow_tf32 is False
+            assert torch.backends.cudnn.conv.fp32_precision != "tf32"
         """
     )
     run_suite("test_flags.py").assert_outcomes(passed=1)

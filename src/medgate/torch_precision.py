@@ -35,10 +35,11 @@ TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 def strict_fp32() -> None:
     """Run fp32 matmuls and convolutions in IEEE fp32 on every device, never TF32.
 
-    The flags are process-wide, so the suite sets them once at start-up."""
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
-    # torch replaces the cudnn module with a CudnnModule at import; its stub lacks ``conv``.
-    torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
+    The flags are process-wide, so the suite sets them once at start-up, through the
+    ``allow_tf32`` switches: inductor still reads those, and torch refuses to answer them once
+    any flag was set through the newer per-operator ``fp32_precision`` settings."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 @dataclass(frozen=True)
