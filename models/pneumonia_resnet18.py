@@ -19,9 +19,9 @@ from medgate import (
     ModelSpec,
     StagedClassifier,
     TrainRecipe,
+    Unsupported,
     register_model,
 )
-from medgate.registry import Unsupported
 
 #: Measured on torch 2.14.1 + torchao 0.18.0: prepare_pt2e fails on ResNet-18's residual blocks.
 PT2E_REJECTS_RESNET = Unsupported(

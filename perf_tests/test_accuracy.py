@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from medgate.backends import Session
-from medgate.matrix import Case
+from medgate.core.matrix import Case
 from medgate.workspace import Workspace
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.medgate(batch="accuracy")]

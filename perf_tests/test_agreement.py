@@ -1,6 +1,7 @@
 """Every backend x precision's logits against eager fp32, on a fixed batch of real test images.
 
-Tolerances are per precision, in ``medgate.precision``; the run ends with a table of every case.
+Tolerances are per precision, in ``medgate.core.precision``; the run ends with a table of every
+case.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from medgate.backends import Session
-from medgate.matrix import Case
-from medgate.precision import PRECISIONS
+from medgate.core.matrix import Case
+from medgate.core.precision import PRECISIONS
 from medgate.workspace import Workspace
 
 pytestmark = [pytest.mark.agreement, pytest.mark.medgate(batch="agreement")]

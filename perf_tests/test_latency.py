@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from medgate.backends import Session
-from medgate.bench import time_case, time_stages
-from medgate.matrix import Case
+from medgate.core.matrix import Case
+from medgate.gates.latency.bench import time_case, time_stages
 from medgate.workspace import Workspace
 
 pytestmark = pytest.mark.latency

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from medgate.backends import Session
-from medgate.bench import cuda_peak_since, start_cuda_peak
-from medgate.matrix import Case
+from medgate.core.device import cuda_peak_since, start_cuda_peak
+from medgate.core.matrix import Case
 from medgate.workspace import Workspace
 
 pytestmark = pytest.mark.memory

@@ -20,11 +20,11 @@ RunSuite = Callable[..., pytest.RunResult]
 AVX2_ONLY_CPU = """
 import torch
 
-import medgate.machine
+import medgate.core.machine
 
 torch.cuda.is_available = lambda: False
 
-_FAKE = medgate.machine.Cpu(
+_FAKE = medgate.core.machine.Cpu(
     vendor="GenuineIntel",
     brand="Fake AVX2-only CPU",
     family=6,
@@ -32,7 +32,7 @@ _FAKE = medgate.machine.Cpu(
     stepping=2,
     flags=frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}),
 )
-medgate.machine.cpu = lambda: _FAKE
+medgate.core.machine.cpu = lambda: _FAKE
 """
 
 

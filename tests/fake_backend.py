@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
-from medgate.registry import register_backend
+from medgate.core.registry import register_backend
 
 REFERENCE = "medgate-reference"
 RNG = np.random.default_rng()

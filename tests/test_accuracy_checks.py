@@ -9,7 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from medgate.accuracy_baselines import (
+from medgate.core.files import BaselineError
+from medgate.core.matrix import Case
+from medgate.core.registry import get_spec
+from medgate.gates.accuracy.checks import (
+    BASELINE,
+    REFERENCE,
+    PairedDropCheck,
+    RunIdentity,
+    staleness,
+)
+from medgate.gates.accuracy.metrics import METRICS, Evaluation, Flips
+from medgate.gates.accuracy.paired import McNemar, bootstrap_delta
+from medgate.gates.accuracy.run import AccuracyLedger
+from medgate.gates.accuracy.store import (
     CaseRecord,
     CheckpointIdentity,
     DatasetIdentity,
@@ -18,13 +31,6 @@ from medgate.accuracy_baselines import (
     read_baseline,
     write_baseline,
 )
-from medgate.accuracy_gate import BASELINE, REFERENCE, PairedDropCheck, RunIdentity, staleness
-from medgate.accuracy_run import AccuracyLedger
-from medgate.baseline_files import BaselineError
-from medgate.matrix import Case
-from medgate.metrics import METRICS, Evaluation, Flips
-from medgate.paired import McNemar, bootstrap_delta
-from medgate.registry import get_spec
 
 
 def evaluation(labels: list[int], predictions: list[int], positive: int = 1) -> Evaluation:

@@ -113,7 +113,7 @@ def test_a_perturbed_checkpoint_that_loses_sensitivity_fails_against_the_baselin
 BIASED_BACKEND = """
 import torch
 from medgate.backends.eager import EagerBackend, EagerSession
-from medgate.registry import register_backend
+from medgate.core.registry import register_backend
 
 
 class BiasedSession(EagerSession):
@@ -182,7 +182,7 @@ import dataclasses
 
 import tiny_zoo
 from medgate import register_model
-from medgate.policy import AccuracyPolicy, Floor
+from medgate.core.policy import AccuracyPolicy, Floor
 
 register_model(
     dataclasses.replace(

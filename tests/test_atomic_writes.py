@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medgate.accuracy_baselines import read_baseline
-from medgate.data import atomic_write_bytes
-from medgate.latency_baselines import read_latency_baseline
-from medgate.memory_ceilings import read_memory_baseline
+from medgate.core.files import atomic_write_bytes
+from medgate.gates.accuracy.store import read_baseline
+from medgate.gates.latency.store import read_latency_baseline
+from medgate.gates.memory.store import read_memory_baseline
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -27,7 +27,7 @@ ROOT = HERE.parent
 WRITER = """
 import json, sys
 from pathlib import Path
-from medgate.data import atomic_write_bytes
+from medgate.core.files import atomic_write_bytes
 path = Path(sys.argv[1])
 version = 0
 print("ready", flush=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medgate.agreement import Agreement
 from medgate.backends import BuildContext
-from medgate.matrix import Case, capability_table
-from medgate.precision import CALIBRATION, PRECISIONS
-from medgate.registry import create_model, get_backend
+from medgate.core.matrix import Case, capability_table
+from medgate.core.precision import CALIBRATION, PRECISIONS
+from medgate.core.registry import create_model, get_backend
+from medgate.gates.agreement.check import Agreement
 
 CPU_SUPPORTED = [
     (backend, precision)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import RunSuite
-from medgate.baseline_files import BaselineError, load_json
 from medgate.cli import main
-from medgate.config import percentage
-from medgate.latency_baselines import read_latency_baseline
+from medgate.core.config import percentage
+from medgate.core.files import BaselineError, load_json
+from medgate.gates.latency.store import read_latency_baseline
 from medgate.training import CheckpointError, read_checkpoint
 
 
@@ -37,7 +37,7 @@ def test_a_baseline_file_that_is_not_an_object_is_an_error_not_no_baseline(
 
 @pytest.mark.parametrize("rounds", ["nan nan nan", "1.0 inf", "12.5 -3.0"])
 def test_latency_rounds_must_be_finite_and_positive(tmp_path: Path, rounds: str) -> None:
-    from medgate.reference_workload import VERSION
+    from medgate.gates.latency.reference_workload import VERSION
 
     path = tmp_path / "m.json"
     payload = {
@@ -115,7 +115,7 @@ def test_training_an_unknown_model_is_an_error(capsys: pytest.CaptureFixture[str
 NAN_BACKEND = """
 import torch
 from medgate.backends.eager import EagerBackend, EagerSession
-from medgate.registry import register_backend
+from medgate.core.registry import register_backend
 
 
 class NanSession(EagerSession):

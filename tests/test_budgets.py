@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from medgate.baseline_files import BaselineError
-from medgate.budgets import Budget, load_budgets
-from medgate.matrix import Case
+from medgate.core.files import BaselineError
+from medgate.core.matrix import Case
+from medgate.gates.latency.budgets import Budget, load_budgets
 
 LATENCY = Case("pneumonia_resnet18", "onnxruntime", "fp32", 64, 1, "cuda")
 THROUGHPUT = Case("pneumonia_resnet18", "onnxruntime", "fp32", 64, 16, "cuda")

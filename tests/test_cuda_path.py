@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from medgate.backends import BuildContext, Session
-from medgate.bench import time_case
-from medgate.facts import ModelFacts
-from medgate.fingerprint import Fingerprint
-from medgate.latency_run import LatencyLedger
-from medgate.matrix import Case, skip_reason
-from medgate.reference_workload import ReferenceWorkload
-from medgate.registry import get_backend
+from medgate.core.facts import ModelFacts
+from medgate.core.fingerprint import Fingerprint
+from medgate.core.matrix import Case, skip_reason
+from medgate.core.registry import get_backend
+from medgate.gates.latency.bench import time_case
+from medgate.gates.latency.reference_workload import ReferenceWorkload
+from medgate.gates.latency.run import LatencyLedger
 
 
 class FakeStats:

@@ -21,7 +21,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medgate.accuracy_baselines import (
+from medgate.core.files import BaselineError
+from medgate.core.fingerprint import Fingerprint
+from medgate.data import DatasetError, load_image_folder, load_medmnist_npz
+from medgate.gates.accuracy.metrics import METRICS
+from medgate.gates.accuracy.store import (
     CaseRecord,
     CheckpointIdentity,
     DatasetIdentity,
@@ -30,16 +34,12 @@ from medgate.accuracy_baselines import (
     read_baseline,
     to_json,
 )
-from medgate.baseline_files import BaselineError
-from medgate.budgets import load_budgets
-from medgate.data import DatasetError, load_image_folder, load_medmnist_npz
-from medgate.fingerprint import Fingerprint
-from medgate.latency_baselines import LatencyBaseline, read_latency_baseline
-from medgate.latency_baselines import to_json as latency_json
-from medgate.memory_ceilings import Ceiling, MemoryBaseline, read_memory_baseline
-from medgate.memory_ceilings import to_json as memory_json
-from medgate.metrics import METRICS
-from medgate.sampling import Rounds
+from medgate.gates.latency.budgets import load_budgets
+from medgate.gates.latency.sampling import Rounds
+from medgate.gates.latency.store import LatencyBaseline, read_latency_baseline
+from medgate.gates.latency.store import to_json as latency_json
+from medgate.gates.memory.store import Ceiling, MemoryBaseline, read_memory_baseline
+from medgate.gates.memory.store import to_json as memory_json
 from medgate.training import CheckpointError, read_checkpoint
 
 FUZZ = settings(

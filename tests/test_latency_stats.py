@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 
 import tiny_zoo  # noqa: F401  (registers tiny_cnn)
-from medgate.fingerprint import Fingerprint
-from medgate.latency_baselines import LatencyBaseline, read_latency_baseline, write_latency_baseline
-from medgate.latency_run import LatencyLedger, machine_shift, stage_tolerance
-from medgate.latency_stats import compare, noise
-from medgate.matrix import Case
-from medgate.sampling import Rounds, rounds_for
+from medgate.core.fingerprint import Fingerprint
+from medgate.core.matrix import Case
+from medgate.gates.latency.run import LatencyLedger, machine_shift, stage_tolerance
+from medgate.gates.latency.sampling import Rounds, rounds_for
+from medgate.gates.latency.stats import compare, noise
+from medgate.gates.latency.store import (
+    LatencyBaseline,
+    read_latency_baseline,
+    write_latency_baseline,
+)
 
 CASE = Case("tiny_cnn", "eager", "fp32", 16, 1, "cpu")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from medgate.baseline_files import BaselineError
-from medgate.matrix import Case
-from medgate.memory_ceilings import read_memory_baseline
-from medgate.memory_run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
+from medgate.core.files import BaselineError
+from medgate.core.matrix import Case
+from medgate.gates.memory.run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
+from medgate.gates.memory.store import read_memory_baseline
 
 CASE = Case("tiny_cnn", "eager", "fp32", 16, 16, "cuda")
 

@@ -7,7 +7,7 @@ from torch import nn
 
 import tiny_zoo
 from medgate import create_model, get_spec, list_backends, list_models, register_model
-from medgate.registry import KnownDisagreement, UnknownNameError
+from medgate.core.registry import KnownDisagreement, UnknownNameError
 
 
 def test_create_model_builds_the_registered_architecture() -> None:
@@ -28,7 +28,7 @@ def test_unknown_model_names_close_matches() -> None:
 
 
 def test_unknown_backend_is_a_clear_error() -> None:
-    from medgate.registry import get_backend
+    from medgate.core.registry import get_backend
 
     with pytest.raises(UnknownNameError, match="unknown backend 'tensorrtt'"):
         get_backend("tensorrtt")

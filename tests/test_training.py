@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import tiny_zoo
-from medgate.data import load_dataset, sha256_file
-from medgate.kernels import AVX2, BASELINE, KernelPin, PinError, pin_for, pinned
-from medgate.machine import Cpu, cpu
+from medgate.core.files import sha256_file
+from medgate.core.kernels import AVX2, BASELINE, KernelPin, PinError, pin_for, pinned
+from medgate.core.machine import Cpu, cpu
+from medgate.data import load_dataset
 from medgate.training import (
     CheckpointError,
     checkpoint_sha256,

@@ -1,11 +1,11 @@
 """medgate: a pytest-benchmark performance-regression gate for medical-imaging classifiers."""
 
-from medgate.data import SyntheticRecipe
-from medgate.matrix import Case
-from medgate.policy import AccuracyPolicy, Floor, LatencyPolicy
-from medgate.registry import (
+from medgate.core.matrix import Case
+from medgate.core.policy import AccuracyPolicy, Floor, LatencyPolicy
+from medgate.core.registry import (
     KnownDisagreement,
     ModelSpec,
+    Unsupported,
     create_model,
     get_spec,
     list_backends,
@@ -13,7 +13,8 @@ from medgate.registry import (
     register_backend,
     register_model,
 )
-from medgate.stages import StagedClassifier
+from medgate.core.stages import StagedClassifier
+from medgate.data import SyntheticRecipe
 from medgate.training import TrainRecipe
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "StagedClassifier",
     "SyntheticRecipe",
     "TrainRecipe",
+    "Unsupported",
     "create_model",
     "get_spec",
     "list_backends",

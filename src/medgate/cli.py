@@ -13,9 +13,8 @@ import torch
 from tabulate import tabulate
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
-from medgate.config import comma_list, default_cache_dir, model_paths, thread_count
-from medgate.data import DatasetError, load_dataset
-from medgate.matrix import (
+from medgate.core.config import comma_list, default_cache_dir, model_paths, thread_count
+from medgate.core.matrix import (
     Case,
     MatrixSpec,
     capability_table,
@@ -23,7 +22,8 @@ from medgate.matrix import (
     machine_skip_reason,
     select_models,
 )
-from medgate.registry import UnknownNameError, get_spec, list_backends
+from medgate.core.registry import UnknownNameError, get_spec, list_backends
+from medgate.data import DatasetError, load_dataset
 from medgate.report import render
 from medgate.training import (
     CheckpointError,

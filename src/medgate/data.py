@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -22,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from medgate.core.files import atomic_write_bytes, sha256_file
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -111,65 +111,6 @@ class SyntheticRecipe:
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(path, buffer.getvalue())
         return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Read once: os.umask can only be read by setting it.
-_UMASK = _umask()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_orphans(path: Path) -> None:
-    """Temp files of ``path`` left by a writer that was killed (their pid is dead)."""
-    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = orphan.name.removeprefix(f".{path.name}.").split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            orphan.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` so that readers see the old file or the whole new one, never a part.
-
-    The temp file names its writer's pid, so the next write removes what a killed writer left;
-    the file gets the mode a plain ``open()`` would give it (mkstemp's is 0600).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_dataset(path: Path, num_classes: int, class_names: tuple[str, ...] = ()) -> Dataset:

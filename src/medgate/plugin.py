@@ -12,18 +12,14 @@ import pytest
 import torch
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
-from medgate import machine
-from medgate.accuracy_report import accuracy_tables, missing_baselines
-from medgate.agreement import summary_table
 from medgate.backends.base import Session
-from medgate.baseline_files import BaselineError
-from medgate.config import SuiteConfig, add_options
-from medgate.data import DatasetError
-from medgate.fingerprint import Fingerprint, machine_fingerprint
-from medgate.latency_baselines import latency_dir
-from medgate.latency_report import latency_notes, latency_table
-from medgate.machine import machine_facts
-from medgate.matrix import (
+from medgate.backends.torch_precision import strict_fp32
+from medgate.core import machine
+from medgate.core.config import SuiteConfig, add_options
+from medgate.core.files import BaselineError
+from medgate.core.fingerprint import Fingerprint, machine_fingerprint
+from medgate.core.machine import machine_facts
+from medgate.core.matrix import (
     Case,
     build_cases,
     check_model_paths,
@@ -32,9 +28,13 @@ from medgate.matrix import (
     select_models,
     skip_reason,
 )
-from medgate.memory_report import memory_table
-from medgate.registry import UnknownNameError, get_spec
-from medgate.torch_precision import strict_fp32
+from medgate.core.registry import UnknownNameError, get_spec
+from medgate.data import DatasetError
+from medgate.gates.accuracy.report import accuracy_tables, missing_baselines
+from medgate.gates.agreement.check import summary_table
+from medgate.gates.latency.report import latency_notes, latency_table
+from medgate.gates.latency.store import latency_dir
+from medgate.gates.memory.report import memory_table
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
 

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgate.data import Dataset, Split, atomic_write_bytes
-from medgate.kernels import PINS, pinned
-from medgate.machine import cpu
-from medgate.registry import get_spec
+from medgate.core.files import atomic_write_bytes
+from medgate.core.kernels import PINS, pinned
+from medgate.core.machine import cpu
+from medgate.core.registry import get_spec
+from medgate.data import Dataset, Split
 from medgate.training import checkpoint_key, train
 
 

@@ -2,7 +2,7 @@
 
 Latency must be measured on trained weights (random-init BatchNorm drives activations into
 denormals), and nothing may be downloaded, so every zoo model is trained here, on CPU, from its
-dataset. Training runs in a worker process on pinned kernels (``medgate.kernels``), so the same
+dataset. Training runs in a worker process on pinned kernels (``medgate.core.kernels``), so the same
 recipe on the same data gives bit-identical tensors on any CPU and core count. Checkpoints are
 cached under a key of everything that determines them, and identified by the SHA-256 of their
 tensors (``weights_sha256``), never of the file's bytes (``torch.save`` writes a random
@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from medgate.core.kernels import KernelPin, pin_for
+from medgate.core.machine import cpu
+from medgate.core.registry import ModelSpec, create_model, model_module
 from medgate.data import Dataset, preprocess
-from medgate.kernels import KernelPin, pin_for
-from medgate.machine import cpu
-from medgate.registry import ModelSpec, create_model, model_module
 
 RECIPE_FORMAT = 3
 

@@ -24,27 +24,27 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from medgate.accuracy_baselines import CheckpointIdentity, DatasetIdentity
-from medgate.accuracy_gate import RunIdentity
-from medgate.accuracy_run import AccuracyLedger, CaseAccuracy
-from medgate.agreement import Agreement
 from medgate.backends.base import BuildContext, Session
-from medgate.config import SuiteConfig
+from medgate.core.config import SuiteConfig
+from medgate.core.facts import ModelFacts, model_facts
+from medgate.core.fingerprint import Fingerprint, machine_fingerprint
+from medgate.core.matrix import Case
+from medgate.core.registry import ModelSpec, get_backend, get_spec
+from medgate.core.stages import StagedClassifier
 from medgate.data import Dataset, load_dataset, preprocess
-from medgate.facts import ModelFacts, model_facts
-from medgate.fingerprint import Fingerprint, machine_fingerprint
-from medgate.latency_run import LatencyLedger, LatencyResult
-from medgate.matrix import Case
-from medgate.memory_run import MemoryLedger
-from medgate.metrics import Evaluation, require_finite
-from medgate.reference_workload import (
+from medgate.gates.accuracy.checks import RunIdentity
+from medgate.gates.accuracy.metrics import Evaluation, require_finite
+from medgate.gates.accuracy.run import AccuracyLedger, CaseAccuracy
+from medgate.gates.accuracy.store import CheckpointIdentity, DatasetIdentity
+from medgate.gates.agreement.check import Agreement
+from medgate.gates.latency.reference_workload import (
     INPUT_SHAPE,
     ReferenceWorkload,
     reference_input,
     reference_network,
 )
-from medgate.registry import ModelSpec, get_backend, get_spec
-from medgate.stages import StagedClassifier
+from medgate.gates.latency.run import LatencyLedger, LatencyResult
+from medgate.gates.memory.run import MemoryLedger
 from medgate.training import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_trained
 
 

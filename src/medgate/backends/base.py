@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from medgate.matrix import Case
-from medgate.precision import CALIBRATION, CalibrationRecipe
-from medgate.registry import Unsupported
+from medgate.core.matrix import Case
+from medgate.core.precision import CALIBRATION, CalibrationRecipe
+from medgate.core.registry import Unsupported
 
 
 def no_calibration() -> Sequence[torch.Tensor]:

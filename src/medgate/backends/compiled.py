@@ -16,9 +16,9 @@ from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
 from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
-from medgate.matrix import Case
-from medgate.registry import register_backend
-from medgate.torch_precision import for_precision
+from medgate.backends.torch_precision import for_precision
+from medgate.core.matrix import Case
+from medgate.core.registry import register_backend
 
 
 class CompiledSession(EagerSession):

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
-from medgate.matrix import Case
-from medgate.onnx_artifacts import INPUT_NAME, OUTPUT_NAME, onnx_artifact
-from medgate.registry import Unsupported, register_backend
+from medgate.backends.onnx_artifacts import INPUT_NAME, OUTPUT_NAME, onnx_artifact
+from medgate.core.matrix import Case
+from medgate.core.registry import Unsupported, register_backend
 
 
 class OnnxRuntimeSession(Session):
@@ -89,7 +89,7 @@ class OnnxRuntimeBackend(Backend):
         return [self.providers[context.case.device]]
 
     def graph_precision(self, precision: str) -> str:
-        """Which ONNX graph (see ``medgate.onnx_artifacts``) this backend runs for a precision."""
+        """Which ONNX graph (``onnx_artifacts``) this backend runs for a precision."""
         return precision
 
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from medgate.backends.base import BuildContext
 from medgate.backends.onnxruntime import OnnxRuntimeBackend
-from medgate.registry import Unsupported, register_backend
+from medgate.core.registry import Unsupported, register_backend
 
 
 @register_backend

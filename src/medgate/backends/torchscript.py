@@ -9,8 +9,8 @@ from torch import nn
 
 from medgate.backends.base import Backend, BuildContext, Session
 from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
-from medgate.registry import Unsupported, register_backend
-from medgate.torch_precision import for_precision
+from medgate.backends.torch_precision import for_precision
+from medgate.core.registry import Unsupported, register_backend
 
 
 class TorchScriptSession(EagerSession):

@@ -1,0 +1,124 @@
+"""One run's memory lane: the ceilings it reads, every measured figure, and the ceilings it
+records under ``--update-baselines``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from medgate.core.files import display_path
+from medgate.core.machine import cpu, library_versions
+from medgate.core.matrix import Case
+from medgate.gates.memory.store import (
+    Ceiling,
+    MemoryBaseline,
+    memory_path,
+    read_memory_baseline,
+    write_memory_baseline,
+)
+
+#: Bytes a ceiling keeps above its measurement at the least, per figure. Building a session
+#: imports, compiles and fills Python's allocator arenas: on the tiny test model the same build
+#: measured 0.06 MiB and 1.06 MiB in back-to-back runs, so a session ceiling gets 2 MiB of
+#: room however small the model. One inference batch measured the same to the byte.
+MIN_SLACK_BYTES = {"session": 2 * 2**20, "inference": 0, "cuda_peak": 0}
+
+
+def ceiling_for(figure: str, measured_bytes: int, headroom: float) -> int:
+    with_headroom = round(measured_bytes * (1 + headroom))
+    return max(with_headroom, measured_bytes + MIN_SLACK_BYTES[figure])
+
+
+def memory_key(case: Case) -> str:
+    return f"{case.backend}-{case.precision}-{case.input_size}-bs{case.batch}-{case.device}"
+
+
+@dataclass(frozen=True)
+class MemoryFigure:
+    case: Case
+    figure: str
+    measured_bytes: int
+    ceiling: Ceiling | None
+    param_bytes: int
+    artifact_bytes: int | None
+
+    recording: bool = False
+
+    @property
+    def verdict(self) -> str:
+        if self.recording:
+            return "recorded"
+        if self.ceiling is None:
+            return "no ceiling yet"
+        return "ok" if self.measured_bytes < self.ceiling.ceiling_bytes else "OVER CEILING"
+
+
+class MemoryLedger:
+    def __init__(self, baseline_dir: Path, root: Path, update: bool, headroom: float) -> None:
+        self.baseline_dir = baseline_dir
+        self.root = root
+        self.update = update
+        self.headroom = headroom
+        self.figures: dict[tuple[Case, str], MemoryFigure] = {}
+        self._baselines: dict[str, MemoryBaseline | None] = {}
+
+    def path(self, model: str) -> Path:
+        return memory_path(self.baseline_dir, model)
+
+    def display_path(self, model: str) -> str:
+        return display_path(self.path(model), self.root)
+
+    def baseline(self, model: str) -> MemoryBaseline | None:
+        """The stored ceilings of ``model``; raises ``BaselineError`` for an unusable file."""
+        if model not in self._baselines:
+            self._baselines[model] = read_memory_baseline(self.path(model))
+        return self._baselines[model]
+
+    def ceiling(self, case: Case, figure: str) -> Ceiling | None:
+        stored = self.baseline(case.model)
+        if stored is None:
+            return None
+        return stored.cases.get(memory_key(case), {}).get(figure)
+
+    def observe(
+        self,
+        case: Case,
+        figure: str,
+        measured_bytes: int,
+        param_bytes: int,
+        artifact_bytes: int | None,
+    ) -> MemoryFigure:
+        observed = MemoryFigure(
+            case,
+            figure,
+            measured_bytes,
+            None if self.update else self.ceiling(case, figure),
+            param_bytes,
+            artifact_bytes,
+            recording=self.update,
+        )
+        self.figures[(case, figure)] = observed
+        return observed
+
+    def write(self, threads: int) -> list[Path]:
+        """Merge this run's figures into each model's file as ceilings, atomically."""
+        written = []
+        for model in sorted({case.model for case, _ in self.figures}):
+            stored = read_memory_baseline(self.path(model)) or MemoryBaseline(model, self.headroom)
+            stored.headroom = self.headroom
+            stored.depends_on = {
+                "versions": library_versions(),
+                "threads": threads,
+                "cpu": cpu().describe(),
+                "allocator": "glibc malloc (torch CPU, ONNX Runtime with its CPU arena off)",
+            }
+            for (case, figure), observed in sorted(self.figures.items()):
+                if case.model != model:
+                    continue
+                ceiling = ceiling_for(figure, observed.measured_bytes, self.headroom)
+                stored.cases.setdefault(memory_key(case), {})[figure] = Ceiling(
+                    observed.measured_bytes, ceiling
+                )
+            write_memory_baseline(self.path(model), stored)
+            written.append(self.path(model))
+        return written
