@@ -218,7 +218,7 @@ def test_recording_merges_cases_whatever_their_checkpoint(tmp_path: Path) -> Non
         ledger.judge(
             Case("tiny_cnn", backend, "fp32", 16, 64, "cpu"), spec, dataset, run, None, seen
         )
-        (path,) = ledger.write({"tiny_cnn": "square"})
+        (path,) = ledger.write()
         stored = read_baseline(path)
         assert stored is not None
         return stored, ledger.notes

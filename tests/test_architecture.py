@@ -90,3 +90,23 @@ def test_every_module_imports_first_and_alone() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "", result.stdout
+
+
+def test_every_gate_speaks_the_gate_protocol(tmp_path: Path) -> None:
+    """The plugin records, writes and prints every gate through ``Gate`` alone."""
+    from medgate.core.fingerprint import Fingerprint
+    from medgate.gates.accuracy.run import AccuracyLedger
+    from medgate.gates.base import Gate
+    from medgate.gates.latency.run import LatencyLedger
+    from medgate.gates.memory.run import MemoryLedger
+
+    gates = [
+        AccuracyLedger(tmp_path, tmp_path, update=True),
+        MemoryLedger(tmp_path, tmp_path, update=True, headroom=0.1, threads=2),
+        LatencyLedger(tmp_path, tmp_path, True, Fingerprint({"cpu": "x"})),
+    ]
+    assert [gate.lane for gate in gates] == ["accuracy", "memory", "latency"]
+    for gate in gates:
+        assert isinstance(gate, Gate)
+        assert gate.write() == []  # nothing recorded, nothing written
+        assert gate.notes == []

@@ -20,15 +20,15 @@ def test_a_ceiling_adds_the_headroom_or_the_figures_minimum_slack() -> None:
 
 
 def test_recorded_ceilings_gate_the_next_run(tmp_path: Path) -> None:
-    recording = MemoryLedger(tmp_path, tmp_path, update=True, headroom=0.10)
+    recording = MemoryLedger(tmp_path, tmp_path, update=True, headroom=0.10, threads=2)
     assert recording.observe(CASE, "cuda_peak", 1000, 10, None).verdict == "recorded"
-    (path,) = recording.write(threads=2)
+    (path,) = recording.write()
     stored = read_memory_baseline(path)
     assert stored is not None
     assert stored.cases["eager-fp32-16-bs16-cuda"]["cuda_peak"].ceiling_bytes == 1100
     assert stored.depends_on["threads"] == 2
 
-    gating = MemoryLedger(tmp_path, tmp_path, update=False, headroom=0.10)
+    gating = MemoryLedger(tmp_path, tmp_path, update=False, headroom=0.10, threads=2)
     assert gating.observe(CASE, "cuda_peak", 1099, 10, None).verdict == "ok"
     assert gating.observe(CASE, "cuda_peak", 1100, 10, None).verdict == "OVER CEILING"
     assert (

@@ -351,12 +351,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return
-    positives = {
-        case.model: get_spec(case.model).positive_class for case in workspace.accuracy.results
-    }
-    workspace.baselines_written = workspace.accuracy.write(positives)
-    workspace.baselines_written += workspace.memory.write(workspace.config.threads)
-    workspace.baselines_written += workspace.latency.write()
+    workspace.baselines_written = [path for gate in workspace.gates for path in gate.write()]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -402,8 +397,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(f"medgate: {note}")
     for path in workspace.baselines_written:
         terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")
-    for note in workspace.accuracy.notes:
-        terminalreporter.write_line(f"medgate: {note}")
+    for gate in workspace.gates:
+        for note in gate.notes:
+            terminalreporter.write_line(f"medgate: {note}")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -37,6 +37,7 @@ from medgate.gates.accuracy.metrics import Evaluation, require_finite
 from medgate.gates.accuracy.run import AccuracyLedger, CaseAccuracy
 from medgate.gates.accuracy.store import CheckpointIdentity, DatasetIdentity
 from medgate.gates.agreement.check import Agreement
+from medgate.gates.base import Gate
 from medgate.gates.latency.reference_workload import (
     INPUT_SHAPE,
     ReferenceWorkload,
@@ -89,7 +90,11 @@ class Workspace:
         self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
         #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
         self.memory = MemoryLedger(
-            config.baseline_dir, config.root, config.update_baselines, config.memory_headroom
+            config.baseline_dir,
+            config.root,
+            config.update_baselines,
+            config.memory_headroom,
+            config.threads,
         )
         self.fingerprint = fingerprint or Fingerprint(machine_fingerprint(config.threads))
         self.latency = LatencyLedger(
@@ -106,6 +111,8 @@ class Workspace:
         )
         #: One reference workload per backend and device, built on first use.
         self.reference_workload = cache(self._reference_workload)
+        #: Every gate, in the order their stores are written and their notes printed.
+        self.gates: tuple[Gate, ...] = (self.accuracy, self.memory, self.latency)
         self.baselines_written: list[Path] = []
         #: Seeds the order sessions run in within a model; the plugin sets it at start-up.
         self.order_seed = 0

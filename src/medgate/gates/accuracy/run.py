@@ -46,6 +46,8 @@ class _Recording:
 
 
 class AccuracyLedger:
+    lane = "accuracy"
+
     def __init__(self, baseline_dir: Path, root: Path, update: bool) -> None:
         self.baseline_dir = baseline_dir
         self.root = root
@@ -118,7 +120,7 @@ class AccuracyLedger:
         self.results[case] = result
         return result
 
-    def write(self, positive_classes: dict[str, str]) -> list[Path]:
+    def write(self) -> list[Path]:
         """Merge this run's recordings into each model's file, atomically; returns the paths.
 
         The recorded cases replace theirs and every other case is kept, whatever checkpoint it
@@ -128,8 +130,9 @@ class AccuracyLedger:
         versions = library_versions()
         written = []
         for model in sorted({model for model, _ in self._recordings}):
-            baseline = self._read(model) or ModelBaseline(model, positive_classes[model])
-            baseline.positive_class = positive_classes[model]
+            positive_class = get_spec(model).positive_class
+            baseline = self._read(model) or ModelBaseline(model, positive_class)
+            baseline.positive_class = positive_class
             for (owner, name), recording in sorted(self._recordings.items()):
                 if owner != model:
                     continue

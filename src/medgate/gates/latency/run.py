@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from medgate.core.files import BaselineError, display_path, rerecord_hint
 from medgate.core.fingerprint import SCHEMA as FINGERPRINT_SCHEMA
@@ -128,6 +128,7 @@ def machine_shift(machine: Comparison) -> MachineShift:
 
 @dataclass
 class LatencyLedger:
+    lane: ClassVar[str] = "latency"
     baseline_dir: Path
     root: Path
     update: bool
@@ -143,6 +144,7 @@ class LatencyLedger:
     #: machine has none of its own; None refuses such comparisons.
     baseline_machine: str | None = None
     results: dict[str, LatencyResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     _baselines: dict[tuple[str, str], LatencyBaseline | None] = field(default_factory=dict)
     _budgets: tuple[Budget, ...] | None = None
 

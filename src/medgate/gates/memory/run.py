@@ -54,11 +54,18 @@ class MemoryFigure:
 
 
 class MemoryLedger:
-    def __init__(self, baseline_dir: Path, root: Path, update: bool, headroom: float) -> None:
+    lane = "memory"
+
+    def __init__(
+        self, baseline_dir: Path, root: Path, update: bool, headroom: float, threads: int
+    ) -> None:
         self.baseline_dir = baseline_dir
         self.root = root
         self.update = update
         self.headroom = headroom
+        #: Recorded with the ceilings: peak memory depends on the threads that allocate.
+        self.threads = threads
+        self.notes: list[str] = []
         self.figures: dict[tuple[Case, str], MemoryFigure] = {}
         self._baselines: dict[str, MemoryBaseline | None] = {}
 
@@ -100,7 +107,7 @@ class MemoryLedger:
         self.figures[(case, figure)] = observed
         return observed
 
-    def write(self, threads: int) -> list[Path]:
+    def write(self) -> list[Path]:
         """Merge this run's figures into each model's file as ceilings, atomically."""
         written = []
         for model in sorted({case.model for case, _ in self.figures}):
@@ -108,7 +115,7 @@ class MemoryLedger:
             stored.headroom = self.headroom
             stored.depends_on = {
                 "versions": library_versions(),
-                "threads": threads,
+                "threads": self.threads,
                 "cpu": cpu().describe(),
                 "allocator": "glibc malloc (torch CPU, ONNX Runtime with its CPU arena off)",
             }
