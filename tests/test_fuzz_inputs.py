@@ -34,7 +34,7 @@ from medgate.gates.accuracy.store import (
     read_baseline,
     to_json,
 )
-from medgate.gates.latency.budgets import load_budgets
+from medgate.gates.latency.budgets import FIELDS, load_budgets
 from medgate.gates.latency.sampling import Rounds
 from medgate.gates.latency.store import LatencyBaseline, read_latency_baseline
 from medgate.gates.latency.store import to_json as latency_json
@@ -181,20 +181,7 @@ def test_a_truncated_or_garbled_baseline_is_refused_by_name(
 TOML_VALUES = st.sampled_from(
     ["nan", "inf", "-inf", "-1", "0", "1e400", '""', '"x"', "[]", "[1, -2]", "true", "{}", "3.5"]
 ) | st.integers(-(2**64), 2**64).map(str)
-BUDGET_FIELDS = [
-    "name",
-    "models",
-    "backends",
-    "precisions",
-    "device",
-    "input_sizes",
-    "batch",
-    "statistic",
-    "max_ms",
-    "min_samples_per_s",
-    "reason",
-    "unknown_field",
-]
+BUDGET_FIELDS = [*FIELDS, "unknown_field"]
 
 
 @FUZZ
