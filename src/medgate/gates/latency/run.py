@@ -173,8 +173,9 @@ class LatencyLedger:
         """Read every file this run may compare with, so a broken one stops the run at once."""
         self._budgets = load_budgets(self.budgets_path)
         for model in models:
-            for machine in {self.fingerprint.id, self.baseline_machine} - {None}:
-                self.baseline(str(machine), model)
+            # Exactly the files a case would read, another machine's included (its refusal
+            # names what differs, so it reads that file too).
+            self.source(model)
 
     def tolerance_for(self, case: Case) -> float:
         policy = get_spec(case.model).latency
