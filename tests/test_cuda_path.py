@@ -208,3 +208,17 @@ def test_the_suite_turns_tf32_off_for_torch(
         """
     )
     run_suite("test_flags.py").assert_outcomes(passed=1)
+
+
+def test_the_gpu_is_probed_in_one_place_for_fingerprint_and_machine_info(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from medgate.core.fingerprint import machine_fingerprint
+    from medgate.core.machine import machine_facts
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
+    assert machine_fingerprint(2)["gpu"] == "NVIDIA H200"
+    facts = machine_facts(2)["cuda"]
+    assert (facts["device"], facts["capability"]) == ("NVIDIA H200", "9.0")

@@ -18,23 +18,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from medgate.core.machine import cpu_facts, package_version, usable_cores
+from medgate.core.machine import cpu_facts, gpu, package_version, usable_cores
 
 SCHEMA = 2
-
-
-def nvidia_driver() -> str | None:
-    """The kernel driver's version, which torch does not report."""
-    version_file = Path("/proc/driver/nvidia/version")
-    if not version_file.exists():
-        return None
-    match = re.search(r"Kernel Module\s+(\S+)", version_file.read_text())
-    return match.group(1) if match else None
 
 
 def machine_fingerprint(threads: int) -> dict[str, Any]:
@@ -49,10 +39,13 @@ def machine_fingerprint(threads: int) -> dict[str, Any]:
         "gpu_driver": None,
         "cuda_runtime": None,
     }
-    if torch.cuda.is_available():
-        facts["gpu"] = torch.cuda.get_device_name(0)
-        facts["gpu_driver"] = nvidia_driver()
-        facts["cuda_runtime"] = torch.version.cuda
+    here = gpu()
+    if here is not None:
+        facts["gpu"], facts["gpu_driver"], facts["cuda_runtime"] = (
+            here.name,
+            here.driver,
+            here.runtime,
+        )
     return facts
 
 

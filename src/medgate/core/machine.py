@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -209,10 +211,38 @@ def machine_facts(threads: int) -> dict[str, Any]:
         "native_bf16": missing_native_bf16() is None,
         "cuda": None,
     }
-    if torch.cuda.is_available():
+    here = gpu()
+    if here is not None:
         facts["cuda"] = {
-            "device": torch.cuda.get_device_name(0),
-            "runtime": torch.version.cuda,
-            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+            "device": here.name,
+            "driver": here.driver,
+            "runtime": here.runtime,
+            "capability": here.capability,
         }
     return facts
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    #: The kernel driver's version, which torch does not report (None where it cannot be read).
+    driver: str | None
+    runtime: str | None
+    capability: str
+
+
+def gpu() -> Gpu | None:
+    """The first CUDA device, or None. Not cached: tests fake a GPU by patching torch.cuda."""
+    if not torch.cuda.is_available():
+        return None
+    driver = None
+    version_file = Path("/proc/driver/nvidia/version")
+    if version_file.exists():
+        match = re.search(r"Kernel Module\s+(\S+)", version_file.read_text())
+        driver = match.group(1) if match else None
+    return Gpu(
+        name=torch.cuda.get_device_name(0),
+        driver=driver,
+        runtime=torch.version.cuda,
+        capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+    )
