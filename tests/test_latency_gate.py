@@ -84,7 +84,10 @@ def test_unchanged_code_raises_no_alarm_in_thirty_two_comparisons(
 def test_a_fifteen_percent_slowdown_is_regressed_in_one_run(
     fake_suite: Path, run_suite: RunSuite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cases = (*FAKE, "--precisions=fp32,int8-static", "--input-sizes=16")
+    # Tolerance 5 %: the spin-to-deadline fake is not immune to this shared machine's own drift
+    # between two processes (a 15 % slowdown once read x1.104 [1.082, 1.129]), and what is
+    # tested here is that a slowdown well beyond the tolerance is regressed in one run.
+    cases = (*FAKE, "--precisions=fp32,int8-static", "--input-sizes=16", "--latency-tolerance=5")
     run_suite(*cases, "--update-baselines").assert_outcomes(passed=6)
     monkeypatch.setenv("MEDGATE_FAKE_CODE", "1.15")
     slower = run_suite(*cases)
