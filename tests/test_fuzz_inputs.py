@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def _finite_numbers(value: Any) -> Iterator[float]:
     """Every float a parsed result holds, through dataclasses, mappings and sequences."""
     if isinstance(value, float):
         yield value
-    elif isinstance(value, dict | type({}.items())) or hasattr(value, "items"):
+    elif isinstance(value, Mapping):
         for child in value.values():
             yield from _finite_numbers(child)
     elif isinstance(value, list | tuple):
