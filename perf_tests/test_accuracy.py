@@ -8,6 +8,8 @@ import pytest
 
 from medgate.backends import Session
 from medgate.core.matrix import Case
+from medgate.core.verdict import require
+from medgate.gates.accuracy.measure import measure_accuracy
 from medgate.workspace import Workspace
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.medgate(batch="accuracy")]
@@ -16,9 +18,5 @@ pytestmark = [pytest.mark.accuracy, pytest.mark.medgate(batch="accuracy")]
 def test_accuracy_holds(
     medgate_case: Case, medgate_session: Session, medgate_workspace: Workspace
 ) -> None:
-    result = medgate_workspace.check_accuracy(medgate_case, medgate_session)
-    failures = [
-        f"{finding.gate} {finding.metric}: {finding.verdict} ({finding.detail})"
-        for finding in result.failures
-    ]
-    assert not failures, f"{medgate_case.id}: " + "; ".join(failures)
+    result = measure_accuracy(medgate_workspace, medgate_case, medgate_session)
+    require(medgate_case.id, result.problems())

@@ -11,7 +11,8 @@ import torch
 
 from medgate.backends import Session
 from medgate.core.matrix import Case
-from medgate.core.precision import PRECISIONS
+from medgate.core.verdict import require
+from medgate.gates.agreement.run import measure_agreement
 from medgate.workspace import Workspace
 
 pytestmark = [pytest.mark.agreement, pytest.mark.medgate(batch="agreement")]
@@ -30,6 +31,4 @@ def test_agrees_with_eager_fp32(
     ):
         pytest.skip("eager fp32 on cpu is the reference itself")
     candidate = medgate_session.run(medgate_session.place(medgate_inputs))
-    agreement = medgate_workspace.check_agreement(medgate_case, candidate)
-    failure = agreement.failure(PRECISIONS[medgate_case.precision])
-    assert failure is None, f"{medgate_case.id}: {failure}"
+    require(medgate_case.id, measure_agreement(medgate_workspace, medgate_case, candidate))

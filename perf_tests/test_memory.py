@@ -19,6 +19,7 @@ import torch
 from medgate.backends import Session
 from medgate.core.device import cuda_peak_since, start_cuda_peak
 from medgate.core.matrix import Case
+from medgate.core.verdict import require
 from medgate.workspace import Workspace
 
 pytestmark = pytest.mark.memory
@@ -46,8 +47,15 @@ def test_inference_memory(
     medgate_session.run(warm_batch)
     medgate_session.synchronize()
     record_property("artifact_bytes", medgate_session.artifact_bytes)
+    if medgate_workspace.base is not None:
+        require(medgate_case.id, medgate_workspace.base.compare_memory(medgate_case).problems())
     if medgate_case.device == "cuda":
-        medgate_workspace.check_cuda_peak(medgate_case, cuda_peak_since(resident))
+        facts = medgate_workspace.facts(medgate_case.model, medgate_case.input_size)
+        memory = medgate_workspace.memory
+        observed = memory.observe(
+            medgate_case, "cuda_peak", cuda_peak_since(resident), facts.param_bytes, None
+        )
+        require(medgate_case.id, memory.problems(observed))
 
 
 @pytest.fixture

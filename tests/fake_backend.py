@@ -7,7 +7,8 @@ between processes. Spinning to a deadline makes the time independent of how fast
 happens to be, so the gate's logic is tested against noise of a known size; the real machine's
 drift is measured by the smoke runs (README). The logits are the module's, computed once.
 
-``MEDGATE_FAKE_CODE`` multiplies the zoo model's time (a code change: 1.15 is 15 % slower);
+``MEDGATE_FAKE_CODE`` multiplies the zoo model's time (a code change: 1.15 is 15 % slower), as
+does a ``fake_cost`` attribute of the model itself (a change to that model's code alone);
 ``MEDGATE_FAKE_CODE_STAGE`` limits it to one stage (``features`` or ``head``) and the whole
 model. ``MEDGATE_FAKE_MACHINE`` multiplies every session's time, the reference workload's too
 (a slower machine). ``MEDGATE_FAKE_NOISY_CALLS``: the first N runs of a model session alternate
@@ -70,7 +71,8 @@ class FakeSpeedBackend(Backend):
         machine = _factor("MEDGATE_FAKE_MACHINE")
         if context.case.model == REFERENCE:
             return FakeSpeedSession(model.eval(), 0.5e-3 * machine, 0)
-        code = _factor("MEDGATE_FAKE_CODE")
+        # A model may carry its own cost (``fake_cost``): a code change of that model alone.
+        code = _factor("MEDGATE_FAKE_CODE") * float(getattr(model, "fake_cost", 1.0))
         if context.stage not in ("", os.environ.get("MEDGATE_FAKE_CODE_STAGE", context.stage)):
             code = 1.0
         seconds = float(os.environ.get("MEDGATE_FAKE_MS", "2")) * 1e-3 * code * machine

@@ -12,6 +12,7 @@ import torch
 from medgate.core.files import BaselineError
 from medgate.core.matrix import Case
 from medgate.core.registry import get_spec
+from medgate.core.verdict import Verdict
 from medgate.gates.accuracy.checks import (
     BASELINE,
     REFERENCE,
@@ -97,9 +98,9 @@ def _drop(labels: list[int], predictions: list[int]) -> str:
 
 def test_a_drop_fails_only_beyond_tolerance_and_significant() -> None:
     labels = [1] * 200 + [0] * 200
-    assert _drop(labels, labels) == "ok"
-    assert _drop(labels, [0] * 2 + [1] * 198 + [0] * 200) == "ok"  # 1 pp: within tolerance
-    assert _drop(labels, [0] * 4 + [1] * 196 + [0] * 200) == "within noise"  # 2 pp, p=1/16
+    assert _drop(labels, labels) == Verdict.SAME
+    assert _drop(labels, [0] * 2 + [1] * 198 + [0] * 200) == Verdict.SAME  # 1 pp: within tolerance
+    assert _drop(labels, [0] * 4 + [1] * 196 + [0] * 200) == Verdict.TOO_NOISY  # 2 pp, p=1/16
     assert _drop(labels, [0] * 8 + [1] * 192 + [0] * 200) == "REGRESSED"  # 4 pp, p=1/256
 
 

@@ -96,6 +96,7 @@ def test_every_gate_speaks_the_gate_protocol(tmp_path: Path) -> None:
     """The plugin records, writes and prints every gate through ``Gate`` alone."""
     from medgate.core.fingerprint import Fingerprint
     from medgate.gates.accuracy.run import AccuracyLedger
+    from medgate.gates.agreement.run import AgreementLedger
     from medgate.gates.base import Gate
     from medgate.gates.latency.run import LatencyLedger
     from medgate.gates.memory.run import MemoryLedger
@@ -104,9 +105,11 @@ def test_every_gate_speaks_the_gate_protocol(tmp_path: Path) -> None:
         AccuracyLedger(tmp_path, tmp_path, update=True),
         MemoryLedger(tmp_path, tmp_path, update=True, headroom=0.1, threads=2),
         LatencyLedger(tmp_path, tmp_path, True, Fingerprint({"cpu": "x"})),
+        AgreementLedger(update=True),
     ]
-    assert [gate.lane for gate in gates] == ["accuracy", "memory", "latency"]
+    assert [gate.lane for gate in gates] == ["accuracy", "memory", "latency", "agreement"]
     for gate in gates:
         assert isinstance(gate, Gate)
         assert gate.write() == []  # nothing recorded, nothing written
         assert gate.notes == []
+        assert gate.verdicts() == {}

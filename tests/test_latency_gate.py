@@ -218,11 +218,13 @@ def test_a_malformed_latency_baseline_is_one_error_naming_file_and_field(
     result = run_suite(*cases)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*tiny_cnn.json: measurements.tiny_cnn-fake_speed-fp32-16-bs1-cpu.reference_us:*"]
+        ["*tiny_cnn.json: field measurements.tiny_cnn-fake_speed-fp32-16-bs1-cpu.reference_us:*"]
     )
     # Another machine's broken file is read too (a refusal names what differs): still one
     # error at start-up, not one per case.
     path.parent.rename(path.parent.with_name("another-machine"))
     result = run_suite(*cases)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*another-machine/tiny_cnn.json: measurements.*.reference_us:*"])
+    result.stderr.fnmatch_lines(
+        ["*another-machine/tiny_cnn.json: field measurements.*.reference_us:*"]
+    )

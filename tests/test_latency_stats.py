@@ -11,6 +11,7 @@ import pytest
 import tiny_zoo  # noqa: F401  (registers tiny_cnn)
 from medgate.core.fingerprint import Fingerprint
 from medgate.core.matrix import Case
+from medgate.core.verdict import Verdict
 from medgate.gates.latency.run import LatencyLedger, machine_shift, stage_tolerance
 from medgate.gates.latency.sampling import Rounds, rounds_for
 from medgate.gates.latency.stats import compare, noise
@@ -59,7 +60,7 @@ def test_twenty_a_a_comparisons_raise_no_alarm() -> None:
     verdicts = [
         compare(realistic(rng, 60), realistic(rng, 60), tolerance=0.10).decided() for _ in range(20)
     ]
-    assert "regressed" not in verdicts
+    assert Verdict.REGRESSED not in verdicts
 
 
 def test_a_fifteen_percent_slowdown_is_regressed() -> None:
@@ -70,24 +71,24 @@ def test_a_fifteen_percent_slowdown_is_regressed() -> None:
     for _ in range(20):
         before, after = realistic(rng, 60, run_shift=0.01), realistic(rng, 60, 1.15, 0.01)
         comparison = compare(before, after, tolerance=0.10)
-        assert comparison.decided() == "regressed", comparison.describe()
+        assert comparison.decided() == Verdict.REGRESSED, comparison.describe()
 
 
 def test_a_change_at_the_tolerance_is_unsure_until_the_interval_is_narrow() -> None:
     spread = np.array([1.0, 0.9, 1.1, 1.0, 1.2, 0.8, 1.0, 1.05])
     few = compare(spread, spread * 1.10, tolerance=0.10)
-    assert few.verdict == "unsure"
+    assert few.verdict == Verdict.TOO_NOISY
     assert not few.resolvable
-    assert few.decided() == "unsure"  # still too noisy: it is not guessed
+    assert few.decided() == Verdict.TOO_NOISY  # still too noisy: it is not guessed
 
 
 def test_a_narrow_interval_across_the_tolerance_is_decided_by_the_point_estimate() -> None:
     rng = np.random.default_rng(3)
     base = rng.lognormal(0, 0.01, 400)
     comparison = compare(base, base * 1.10, tolerance=0.10)
-    assert comparison.verdict == "unsure"
+    assert comparison.verdict == Verdict.TOO_NOISY
     assert comparison.resolvable
-    assert comparison.decided() == ("regressed" if comparison.ratio > 1.10 else "same")
+    assert comparison.decided() == (Verdict.REGRESSED if comparison.ratio > 1.10 else "same")
 
 
 def test_a_significant_drift_within_tolerance_is_same() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from medgate.core.files import BaselineError
 from medgate.core.matrix import Case
+from medgate.core.verdict import GateFailure, Verdict, require
 from medgate.gates.memory.run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
 from medgate.gates.memory.store import read_memory_baseline
 
@@ -29,13 +30,20 @@ def test_recorded_ceilings_gate_the_next_run(tmp_path: Path) -> None:
     assert stored.depends_on["threads"] == 2
 
     gating = MemoryLedger(tmp_path, tmp_path, update=False, headroom=0.10, threads=2)
-    assert gating.observe(CASE, "cuda_peak", 1099, 10, None).verdict == "ok"
-    assert gating.observe(CASE, "cuda_peak", 1100, 10, None).verdict == "OVER CEILING"
+    held = gating.observe(CASE, "cuda_peak", 1099, 10, None)
+    assert held.verdict == Verdict.OK
+    assert gating.problems(held) == []
+    over = gating.observe(CASE, "cuda_peak", 1100, 10, None)
+    assert over.verdict == Verdict.BEYOND_LIMIT
+    (problem,) = gating.problems(over)
+    assert "cuda_peak 1100 B >= ceiling 1100 B" in problem
+    with pytest.raises(GateFailure, match="cuda_peak 1100 B"):
+        require(CASE.id, gating.problems(over))
     assert (
         gating.observe(
             Case("tiny_cnn", "eager", "fp32", 32, 16, "cuda"), "cuda_peak", 5, 10, None
         ).verdict
-        == "no ceiling yet"
+        == Verdict.NO_BASELINE
     )
 
 

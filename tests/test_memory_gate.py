@@ -32,7 +32,7 @@ def test_a_case_without_a_ceiling_is_measured_and_reported(run_suite: RunSuite) 
     result.stdout.fnmatch_lines(
         [
             "*medgate: peak memory (memray, all threads)*",
-            "*tiny_cnn-onnxruntime-int8-static-16-bs16-cpu*inference*no ceiling yet*",
+            "*tiny_cnn-onnxruntime-int8-static-16-bs16-cpu*inference*no baseline*",
             "*tiny_cnn: cases without a memory ceiling*were measured, not gated*",
         ]
     )
@@ -54,7 +54,7 @@ def test_recorded_ceilings_hold_three_unchanged_reruns(
     for _ in range(3):
         rerun = run_suite(*CASES)
         rerun.assert_outcomes(passed=6, skipped=2)
-        rerun.stdout.no_fnmatch_line("*no ceiling yet*")
+        rerun.stdout.no_fnmatch_line("*no baseline*")
 
 
 def test_a_case_that_allocates_ten_percent_more_fails_its_ceiling(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import os
 import random
-from typing import Any, Literal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,9 @@ import torch
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.backends.base import Session
 from medgate.backends.torch_precision import strict_fp32
-from medgate.core import machine
+from medgate.base.client import SideSpec
+from medgate.base.revision import BaseRevisionError, materialize
+from medgate.base.run import BaseRun
 from medgate.core.config import SuiteConfig, add_options
 from medgate.core.files import BaselineError
 from medgate.core.fingerprint import Fingerprint, machine_fingerprint
@@ -26,64 +29,18 @@ from medgate.core.matrix import (
     check_selection,
     check_sizes,
     select_models,
-    skip_reason,
 )
-from medgate.core.registry import UnknownNameError, get_spec
+from medgate.core.registry import UnknownNameError
 from medgate.data import DatasetError
-from medgate.gates.accuracy.report import accuracy_tables, missing_baselines
-from medgate.gates.agreement.check import summary_table
-from medgate.gates.latency.report import latency_notes, latency_table
 from medgate.gates.latency.store import latency_dir
-from medgate.gates.memory.report import memory_table
+from medgate.gates.memory.markers import limit_memory_marks
+from medgate.gates.memory.memray_peak import memray_peak
+from medgate.markers import MARKERS, TestOptions, case_marks
+from medgate.summary import write_summary
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
 
 WORKSPACE = pytest.StashKey[Workspace]()
-
-MARKERS = {
-    "cpu": "the case runs on the CPU",
-    "cuda": "the case runs on a CUDA GPU (skipped with a reason where there is none)",
-    "smoke": "one input size per model and backend: the quick pre-merge lane",
-    "latency": "timed with pytest-benchmark, judged against baselines/latency",
-    "stages": "preprocessing, feature extractor and head timed apart (p50/p95/p99 each)",
-    "agreement": "a backend's logits checked against eager fp32",
-    "accuracy": "metrics on the model's test split",
-    "memory": "peak memory, measured apart from the timed tests",
-    "medgate(batch='latency'|'throughput'|'agreement'|'accuracy')": (
-        "which batch the test's cases use: 1, --throughput-batch, --agreement-samples or "
-        "--accuracy-batch"
-    ),
-}
-
-
-BATCHES = ("latency", "throughput", "agreement", "accuracy")
-
-
-@dataclasses.dataclass(frozen=True)
-class TestOptions:
-    """Keyword arguments of ``@pytest.mark.medgate``; unknown ones are an error."""
-
-    batch: Literal["latency", "throughput", "agreement", "accuracy"] = "latency"
-    #: The memory figure the test measures (its ceiling becomes a ``limit_memory`` marker).
-    memory: Literal["inference", "session"] | None = None
-
-    @classmethod
-    def from_marker(cls, marker: pytest.Mark | None, where: str) -> TestOptions:
-        if marker is None:
-            return cls()
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(marker.kwargs) - known
-        if marker.args or unknown:
-            raise pytest.UsageError(
-                f"{where}: @pytest.mark.medgate takes only {', '.join(sorted(known))} "
-                f"as keywords (got args {marker.args}, keywords {sorted(unknown)})"
-            )
-        options = cls(**marker.kwargs)
-        if options.batch not in BATCHES:
-            raise pytest.UsageError(f"{where}: batch must be one of {', '.join(BATCHES)}")
-        if options.memory not in (None, "inference", "session"):
-            raise pytest.UsageError(f"{where}: memory must be 'inference' or 'session'")
-        return options
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -139,10 +96,33 @@ def pytest_configure(config: pytest.Config) -> None:
     workspace.order_seed = (
         suite.latency_seed if suite.latency_seed is not None else random.randrange(10**6)
     )
+    if suite.base is not None:
+        workspace.attach_base(_base_run(suite, workspace.order_seed))
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         workspace.uncaptured = capture.global_and_fixture_disabled
     config.stash[WORKSPACE] = workspace
+
+
+def _base_run(suite: SuiteConfig, seed: int) -> BaseRun:
+    assert suite.base is not None
+    try:
+        root, label = materialize(suite.base, suite.root, suite.cache_dir)
+    except BaseRevisionError as error:
+        raise pytest.UsageError(f"medgate: {error}") from error
+    python = suite.base_python or sys.executable
+    if not Path(python).is_file():
+        raise pytest.UsageError(
+            f"medgate: --medgate-base-python={python}: no such interpreter; give the path of "
+            "the Python whose environment runs the base"
+        )
+    return BaseRun(
+        suite,
+        head=SideSpec("head", suite.root, "working tree"),
+        base=SideSpec("base", root, label, python),
+        log_dir=Path(tempfile.mkdtemp(prefix="medgate-base-logs-")),
+        seed=seed,
+    )
 
 
 def _check_given_files(suite: SuiteConfig) -> None:
@@ -173,23 +153,6 @@ def workspace_of(config: pytest.Config) -> Workspace:
     return config.stash[WORKSPACE]
 
 
-def _marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorator]:
-    spec = get_spec(case.model)
-    marks = [getattr(pytest.mark, case.device)]
-    if case.input_size == spec.default_smoke_size:
-        marks.append(pytest.mark.smoke)
-    reason = skip_reason(case)
-    if reason is not None:
-        marks.append(pytest.mark.skip(reason=reason))
-    for known in spec.known_disagreements:
-        if batch in known.gates and known.matches(
-            case.backend, case.precision, case.input_size, dataset, machine.cpu().flags, case.device
-        ):
-            marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
-            break
-    return marks
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "medgate_case" not in metafunc.fixturenames:
         return
@@ -211,44 +174,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(
                 case,
                 id=case.id,
-                marks=_marks(case, options.batch, workspace.dataset_name(case.model))
-                + _memory_marks(workspace, case, options.memory),
+                marks=case_marks(case, options.batch, workspace.dataset_name(case.model))
+                + limit_memory_marks(workspace.memory, case, options.memory),
             )
             for case in cases
         ],
     )
-
-
-def _host_memory_bytes() -> int:
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def _memory_marks(
-    workspace: Workspace, case: Case, figure: str | None
-) -> list[pytest.MarkDecorator]:
-    """pytest-memray's ``limit_memory`` at the case's stored ceiling. A case with no ceiling yet
-    is still measured (the marker is what turns memray on for a test), limited only by the
-    machine's RAM, and reported as "no ceiling yet"."""
-    if figure is None:
-        return []
-    ceiling = None if workspace.config.update_baselines else workspace.memory.ceiling(case, figure)
-    limit = ceiling.ceiling_bytes if ceiling is not None else _host_memory_bytes()
-    return [pytest.mark.limit_memory(f"{limit} B")]
-
-
-def _measured_peak(item: pytest.Item) -> int | None:
-    """What ``limit_memory`` compared with its limit: the bytes live at the high watermark,
-    summed over every thread (torch's and ONNX Runtime's pools allocate from their own)."""
-    manager = item.config.pluginmanager.getplugin("memray_manager")
-    result = manager.results.get(item.nodeid) if manager is not None else None
-    if result is None:
-        return None
-    from memray import FileReader
-
-    records = FileReader(result.result_file).get_high_watermark_allocation_records(
-        merge_threads=True
-    )
-    return sum(record.size for record in records)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -259,7 +190,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     case = _case_of(item)
     if call.when != "call" or figure is None or case is None or call.excinfo is not None:
         return
-    measured = _measured_peak(item)
+    measured = memray_peak(item)
     if measured is None:
         return
     workspace = workspace_of(item.config)
@@ -332,10 +263,35 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             raise pytest.UsageError(f"medgate: {error}") from error
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A case whose every input hashes the same on both sides is not measured."""
+    workspace = item.config.stash.get(WORKSPACE, None)
+    case = _case_of(item)
+    if workspace is None or workspace.base is None or case is None:
+        return
+    identity = workspace.base.identity(case.model)
+    if identity.identical and workspace.config.base_identical == "skip":
+        pytest.skip(
+            f"identical to base: {case.model}'s engine, model code, weights, data and library "
+            "versions hash the same on both sides"
+        )
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     workspace = workspace_of(config)
     suite = workspace.config
+    base = workspace.base
+    lines = []
+    if base is not None:
+        lines.append(
+            f"medgate: base revision {base.base.label}, compared side by side in this run: each "
+            "side's own engine, zoo, checkpoints, preprocessing and data in a worker process of "
+            f"its own ({suite.threads} threads each), timed by this harness; worker logs in "
+            f"{base.log_dir}"
+        )
     return [
+        *lines,
         f"medgate: threads={suite.threads} throughput-batch={suite.throughput_batch} "
         f"cache={suite.cache_dir}",
         f"medgate: machine fingerprint {workspace.fingerprint.id} "
@@ -356,50 +312,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     workspace = config.stash.get(WORKSPACE, None)
-    if workspace is None:
-        return
-    if workspace.agreements:
-        terminalreporter.write_sep("-", "medgate: agreement with eager fp32")
-        terminalreporter.write_line(summary_table(workspace.agreements))
-    if workspace.accuracy.results:
-        table, failures = accuracy_tables(workspace.accuracy.results)
-        terminalreporter.write_sep("-", "medgate: accuracy on the test split")
-        terminalreporter.write_line(table)
-        if failures:
-            terminalreporter.write_sep("-", "medgate: accuracy findings that need a look")
-            terminalreporter.write_line(failures)
-        if not workspace.config.update_baselines:
-            for model, missing in missing_baselines(workspace.accuracy.results).items():
-                terminalreporter.write_line(
-                    f"medgate: {model}: {len(missing)} case(s) have no accuracy baseline in "
-                    f"{workspace.accuracy.display_path(model)} yet (not compared); record them "
-                    "with `pytest perf_tests -m accuracy --update-baselines` and commit the file"
-                )
-    if workspace.memory.figures:
-        terminalreporter.write_sep("-", "medgate: peak memory (memray, all threads)")
-        terminalreporter.write_line(memory_table(workspace.memory.figures.values()))
-        without_ceiling = sorted(
-            {f.case.model for f in workspace.memory.figures.values() if f.ceiling is None}
-        )
-        if not workspace.config.update_baselines:
-            for model in without_ceiling:
-                terminalreporter.write_line(
-                    f"medgate: {model}: cases without a memory ceiling in "
-                    f"{workspace.memory.display_path(model)} were measured, not gated; record "
-                    "them with `pytest perf_tests -m memory --update-baselines`"
-                )
-    if workspace.latency.results:
-        terminalreporter.write_sep(
-            "-", f"medgate: latency on {workspace.fingerprint.id} vs baselines/latency"
-        )
-        terminalreporter.write_line(latency_table(workspace.latency.results.values()))
-        for note in latency_notes(workspace.latency.results.values()):
-            terminalreporter.write_line(f"medgate: {note}")
-    for path in workspace.baselines_written:
-        terminalreporter.write_line(f"medgate: wrote {path}; review the diff before committing")
-    for gate in workspace.gates:
-        for note in gate.notes:
-            terminalreporter.write_line(f"medgate: {note}")
+    if workspace is not None:
+        write_summary(terminalreporter, workspace)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -20,23 +20,25 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from medgate.backends.base import BuildContext, Session
+from medgate.base.run import BaseRun
 from medgate.core.config import SuiteConfig
 from medgate.core.facts import ModelFacts, model_facts
 from medgate.core.fingerprint import Fingerprint, machine_fingerprint
+from medgate.core.logits import require_finite
 from medgate.core.matrix import Case
 from medgate.core.registry import ModelSpec, get_backend, get_spec
-from medgate.core.stages import StagedClassifier
 from medgate.data import Dataset, load_dataset, preprocess
 from medgate.gates.accuracy.checks import RunIdentity
-from medgate.gates.accuracy.metrics import Evaluation, require_finite
-from medgate.gates.accuracy.run import AccuracyLedger, CaseAccuracy
+from medgate.gates.accuracy.metrics import Evaluation
+from medgate.gates.accuracy.run import AccuracyLedger
 from medgate.gates.accuracy.store import CheckpointIdentity, DatasetIdentity
-from medgate.gates.agreement.check import Agreement
+from medgate.gates.agreement.run import AgreementLedger
 from medgate.gates.base import Gate
 from medgate.gates.latency.reference_workload import (
     INPUT_SHAPE,
@@ -44,7 +46,7 @@ from medgate.gates.latency.reference_workload import (
     reference_input,
     reference_network,
 )
-from medgate.gates.latency.run import LatencyLedger, LatencyResult
+from medgate.gates.latency.run import LatencyLedger
 from medgate.gates.memory.run import MemoryLedger
 from medgate.training import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_trained
 
@@ -83,9 +85,7 @@ class Workspace:
         # Every backend x precision of a model and size is checked against the same logits.
         self.reference_logits = cache(self._reference_logits)
         #: Derived models (a PT2E-quantized graph) shared by every build of the run.
-        self._memo: dict[str, Any] = {}
-        #: Agreement of each checked case with eager fp32, for the end-of-run table.
-        self.agreements: dict[Case, Agreement] = {}
+        self.memo: dict[str, Any] = {}
         self.reference_evaluation = cache(self._reference_evaluation)
         self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
         #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
@@ -112,8 +112,11 @@ class Workspace:
         #: One reference workload per backend and device, built on first use.
         self.reference_workload = cache(self._reference_workload)
         #: Every gate, in the order their stores are written and their notes printed.
-        self.gates: tuple[Gate, ...] = (self.accuracy, self.memory, self.latency)
+        self.agreement = AgreementLedger(config.update_baselines)
+        self.gates: tuple[Gate, ...] = (self.accuracy, self.memory, self.latency, self.agreement)
         self.baselines_written: list[Path] = []
+        #: The base revision measured beside this run (``--medgate-base``); the plugin sets it.
+        self.base: BaseRun | None = None
         #: Seeds the order sessions run in within a model; the plugin sets it at start-up.
         self.order_seed = 0
         self.uncaptured: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
@@ -121,9 +124,16 @@ class Workspace:
         # of yesterday's forward() after a code change, and hide exactly the regression we gate.
         self._artifacts = tempfile.TemporaryDirectory(prefix="medgate-artifacts-")
 
+    def attach_base(self, base: BaseRun) -> None:
+        """Compare every case with the base revision, measured beside this run."""
+        self.base = base
+        self.gates = (*self.gates, base)
+
     def close(self) -> None:
+        if self.base is not None:
+            self.base.close()
         self._sessions.clear()
-        self._memo.clear()
+        self.memo.clear()
         self._artifacts.cleanup()
 
     def spec(self, model: str) -> ModelSpec:
@@ -195,7 +205,7 @@ class Workspace:
             return self._sessions[key]
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
-        session = self._build(case, self.artifact_dir(case), self._memo)
+        session = self._build(case, self.artifact_dir(case), self.memo)
         self._sessions[key] = session
         return session
 
@@ -208,7 +218,7 @@ class Workspace:
             yield self._build(case, Path(directory), {})
 
     def _build(self, case: Case, artifact_dir: Path, memo: dict[str, Any]) -> Session:
-        return self._prepare(
+        return self.prepare(
             case,
             self.trained_model(case.model),
             self.inputs(case.model, case.input_size, 1),
@@ -217,7 +227,7 @@ class Workspace:
             memo,
         )
 
-    def _prepare(
+    def prepare(
         self,
         case: Case,
         module: nn.Module,
@@ -254,55 +264,6 @@ class Workspace:
         session = get_backend(backend).prepare(reference_network(), reference_input(), context)
         return ReferenceWorkload(session)
 
-    def stage_sessions(self, case: Case) -> tuple[Session, Session]:
-        """The model's feature extractor and head, each built on its own by ``case``'s backend
-        and precision (static int8 calibrates the head on the features of the calibration
-        images). Not cached: one test per case uses them."""
-        trained = self.trained_model(case.model)
-        if not isinstance(trained, StagedClassifier):
-            raise TypeError(self.why_no_stages(case.model))
-        example = self.inputs(case.model, case.input_size, 1)
-
-        def head_calibration() -> tuple[torch.Tensor, ...]:
-            with torch.no_grad():
-                return tuple(
-                    trained.features(images)
-                    for images in self.calibration_batches(case.model, case.input_size)
-                )
-
-        with torch.no_grad():
-            features_example = trained.features(example)
-        directory = self.artifact_dir(case)
-        features = self._prepare(
-            case,
-            trained.features,
-            example,
-            lambda: self.calibration_batches(case.model, case.input_size),
-            directory / "stage-features",
-            self._memo,
-            stage="features",
-        )
-        head = self._prepare(
-            case,
-            trained.head,
-            features_example,
-            head_calibration,
-            directory / "stage-head",
-            self._memo,
-            stage="head",
-        )
-        return features, head
-
-    def why_no_stages(self, model: str) -> str | None:
-        """Why ``model`` cannot be timed stage by stage, or None when it can."""
-        trained = self.trained_model(model)
-        if isinstance(trained, StagedClassifier):
-            return None
-        return (
-            f"{model} is a {type(trained).__name__}, not a medgate.StagedClassifier: it has no "
-            "features and head to time apart"
-        )
-
     def raw_images(self, model: str, count: int) -> Any:
         """The first ``count`` test images as stored (uint8), before preprocessing."""
         test = self.dataset(model).split("test")
@@ -311,20 +272,6 @@ class Workspace:
     def preprocessor(self, model: str, size: int) -> Callable[[Any], torch.Tensor]:
         spec = self.spec(model)
         return lambda images: preprocess(images, size, spec.mean, spec.std, spec.in_chans)
-
-    def enforce(self, *results: LatencyResult | None) -> None:
-        """Fail the test of a regressed or over-budget measurement, with its numbers."""
-        messages = [m for result in results if result is not None and (m := result.failure())]
-        if messages:
-            raise AssertionError("\n".join(messages))
-
-    def check_agreement(self, case: Case, candidate: torch.Tensor) -> Agreement:
-        """Compare ``candidate`` logits with eager fp32's on the same inputs, and record it."""
-        reference = self.reference_logits(case.model, case.input_size, case.batch)
-        require_finite(candidate.float().cpu(), case.id)
-        agreement = Agreement.between(reference, candidate)
-        self.agreements[case] = agreement
-        return agreement
 
     def _reference_logits(self, model: str, size: int, count: int) -> torch.Tensor:
         with torch.inference_mode():
@@ -358,6 +305,19 @@ class Workspace:
         return RunIdentity(
             dataset_sha256=self.dataset(model).sha256,
             checkpoint=CheckpointIdentity(weights.sha256, weights.recipe_key),
+        )
+
+    def base_evaluation(self, case: Case) -> Evaluation | None:
+        """The case on the base revision (``--medgate-base``), evaluated by the base's worker."""
+        if self.base is None:
+            return None
+        reply = self.base.base_evaluation(case)
+        scores = reply["positive_scores"]
+        return Evaluation(
+            labels=np.asarray(reply["labels"], dtype=np.int64),
+            predictions=np.asarray(reply["predictions"], dtype=np.int64),
+            positive_index=int(reply["positive_index"]),
+            positive_scores=None if scores is None else np.asarray(scores, dtype=float),
         )
 
     def evaluate(self, case: Case, run: Callable[[torch.Tensor], torch.Tensor]) -> Evaluation:
@@ -395,34 +355,3 @@ class Workspace:
         case = Case(model, "eager", "fp32", size, batch, "cpu")
         with torch.inference_mode():
             return self.evaluate(case, reference)
-
-    def check_accuracy(self, case: Case, session: Session) -> CaseAccuracy:
-        """Evaluate ``case`` on the test split and judge it against every accuracy check."""
-        reference = self.reference_evaluation(case.model, case.input_size, case.batch)
-        is_reference = (case.backend, case.precision, case.device) == ("eager", "fp32", "cpu")
-        if is_reference:
-            candidate = reference
-        else:
-            # The session decides its own autograd mode: inputs made under inference_mode here
-            # would fail a compiled graph's guards and recompile it for every case.
-            candidate = self.evaluate(case, lambda batch: session.run(session.place(batch)))
-        return self.accuracy.judge(
-            case,
-            self.spec(case.model),
-            self.dataset_identity(case.model),
-            self.run_identity(case.model),
-            None if is_reference else reference,
-            candidate,
-        )
-
-    def check_cuda_peak(self, case: Case, peak_bytes: int) -> None:
-        """Record ``torch.cuda.max_memory_allocated`` of one batch and hold it to its ceiling."""
-        facts = self.facts(case.model, case.input_size)
-        observed = self.memory.observe(case, "cuda_peak", peak_bytes, facts.param_bytes, None)
-        if observed.verdict == "OVER CEILING" and observed.ceiling is not None:
-            raise AssertionError(
-                f"{case.id}: CUDA peak {peak_bytes} B >= ceiling "
-                f"{observed.ceiling.ceiling_bytes} B (measured "
-                f"{observed.ceiling.measured_bytes} B when recorded) in "
-                f"{self.memory.display_path(case.model)}"
-            )

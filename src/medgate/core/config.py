@@ -123,6 +123,12 @@ def thread_count(value: str) -> int:
     return positive_int(value)
 
 
+def identical_mode(value: str) -> str:
+    if value not in ("skip", "measure"):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected skip or measure")
+    return value
+
+
 def default_cache_dir() -> Path:
     if os.environ.get("MEDGATE_CACHE_DIR"):
         return Path(os.environ["MEDGATE_CACHE_DIR"]).expanduser()
@@ -140,7 +146,8 @@ class Option:
 
     @property
     def dest(self) -> str:
-        return "medgate_" + self.flag.removeprefix("--").replace("-", "_")
+        name = self.flag.removeprefix("--").replace("-", "_")
+        return name if name.startswith("medgate_") else f"medgate_{name}"
 
 
 OPTIONS = (
@@ -195,6 +202,44 @@ OPTIONS = (
         seed,
         "",
         "seed of the order sessions run in within a model (default: a new one each run)",
+    ),
+    Option(
+        "--medgate-base",
+        str,
+        "",
+        "git ref, or path of a checkout, of the base revision: every case is compared with it, "
+        "measured side by side in this run (docs/base.md)",
+    ),
+    Option(
+        "--medgate-base-python",
+        str,
+        "",
+        "Python interpreter of the base side, for a base that needs other dependencies",
+    ),
+    Option(
+        "--medgate-base-identical",
+        identical_mode,
+        "skip",
+        "skip: a case whose inputs hash the same on both sides is reported identical to base, "
+        "not measured; measure: measure it anyway (an A/A check of the machine)",
+    ),
+    Option(
+        "--medgate-base-tolerance",
+        percentage,
+        "5",
+        "percent slower than the base a case may get, judged on paired blocks",
+    ),
+    Option(
+        "--medgate-base-pairs",
+        positive_int,
+        "12",
+        "pairs of blocks per case before a verdict; an unsure case gets as many again, twice",
+    ),
+    Option(
+        "--medgate-base-block-ms",
+        positive_int,
+        "200",
+        "milliseconds of rounds in one block of a pair",
     ),
     Option("--baseline-dir", str, "baselines", "committed baselines (accuracy/, memory/)"),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),
@@ -272,6 +317,12 @@ class SuiteConfig:
     checkpoints: Mapping[str, Path] = field(default_factory=dict)
     datasets: Mapping[str, Path] = field(default_factory=dict)
     zoo: tuple[str, ...] = ()
+    base: str | None = None
+    base_python: str | None = None
+    base_identical: str = "skip"
+    base_tolerance: float = 0.05
+    base_pairs: int = 12
+    base_block_s: float = 0.2
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> SuiteConfig:
@@ -311,6 +362,12 @@ class SuiteConfig:
             benchmark_min_rounds=int(config.getoption("benchmark_min_rounds", 5)),
             checkpoints=MappingProxyType({m: _rooted(root, p) for m, p in checkpoints.items()}),
             datasets=MappingProxyType({m: _rooted(root, p) for m, p in datasets.items()}),
+            base=values["medgate_base"] or None,
+            base_python=values["medgate_base_python"] or None,
+            base_identical=values["medgate_base_identical"],
+            base_tolerance=values["medgate_base_tolerance"],
+            base_pairs=values["medgate_base_pairs"],
+            base_block_s=values["medgate_base_block_ms"] / 1000,
             zoo=tuple(config.getini("medgate_zoo")),
         )
 

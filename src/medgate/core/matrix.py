@@ -33,10 +33,18 @@ class Case:
 
     @property
     def id(self) -> str:
-        return (
-            f"{self.model}-{self.backend}-{self.precision}-{self.input_size}"
-            f"-bs{self.batch}-{self.device}"
-        )
+        return f"{self.model}-{self.key()}"
+
+    def key(self, *, batch: bool = True, device: bool = True) -> str:
+        """The case within its model's files: ``backend-precision-size[-bsN][-device]``. The
+        accuracy gate's figures do not depend on the batch, and its floors and known exceptions
+        match on what comes before the device."""
+        parts = [self.backend, self.precision, str(self.input_size)]
+        if batch:
+            parts.append(f"bs{self.batch}")
+        if device:
+            parts.append(self.device)
+        return "-".join(parts)
 
     @property
     def session_key(self) -> tuple[str, str, str, int, str]:

@@ -1,11 +1,14 @@
-"""What every gate shares with the run: it records under ``--update-baselines``, writes its
-stores at the session's end, and leaves notes for the summary. The plugin drives every gate
-through this protocol alone."""
+"""What every gate shares with the run: it judges each measurement against a reference into one
+``Verdict`` (``medgate.core.verdict``), records under ``--update-baselines``, writes its stores at
+the session's end, and leaves notes for the summary. The plugin drives every gate through this
+protocol alone; each gate's ``measure`` module says what it measures for a case."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from medgate.core.verdict import Verdict
 
 
 @runtime_checkable
@@ -18,6 +21,11 @@ class Gate(Protocol):
     @property
     def lane(self) -> str:
         """The gate's name, as markers and tables spell it."""
+        ...
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Every judged measurement of this run, by case id (and figure or stage), and the
+        verdict it got."""
         ...
 
     def write(self) -> list[Path]:

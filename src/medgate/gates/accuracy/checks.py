@@ -10,20 +10,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from medgate.core.policy import AccuracyPolicy, Floor
+from medgate.core.verdict import Verdict
 from medgate.gates.accuracy.metrics import PROPORTIONS, Evaluation
 from medgate.gates.accuracy.paired import Interval, McNemar, bootstrap_delta
 from medgate.gates.accuracy.store import CaseRecord, CheckpointIdentity, DatasetSection
 
 REFERENCE = "vs fp32 reference"
 BASELINE = "vs baseline"
+BASE = "vs base"
 FLOOR = "floor"
 
 #: Drops are differences of counts over a few hundred images; a drop that equals the tolerance
 #: must not fail on the last bit of a float subtraction.
 _EPSILON = 1e-9
-
-#: Verdicts that fail the case.
-FAILING = frozenset({"REGRESSED", "BELOW FLOOR", "STALE BASELINE"})
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,12 @@ class Finding:
     baseline: float | None = None
     interval: Interval | None = None
     p_value: float | None = None
-    verdict: str = "ok"
+    verdict: Verdict = Verdict.OK
     detail: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.verdict in FAILING
+        return self.verdict.fails
 
     @property
     def delta(self) -> float | None:
@@ -67,7 +66,14 @@ class PairedDropCheck:
         now = candidate.metric(self.metric)
         reference_value, baseline_value = (before, None) if gate == REFERENCE else (None, before)
         if before is None or now is None:
-            return Finding(gate, self.metric, now, reference_value, baseline_value, verdict="n/a")
+            return Finding(
+                gate,
+                self.metric,
+                now,
+                reference_value,
+                baseline_value,
+                verdict=Verdict.NOT_APPLICABLE,
+            )
         drop = before - now
         # The CI is shown for every count metric (cheap); AUROC resamples only when it matters.
         interval = (
@@ -77,7 +83,13 @@ class PairedDropCheck:
         )
         if drop <= self.tolerance + _EPSILON:
             return Finding(
-                gate, self.metric, now, reference_value, baseline_value, interval=interval
+                gate,
+                self.metric,
+                now,
+                reference_value,
+                baseline_value,
+                interval=interval,
+                verdict=Verdict.SAME,
             )
         p_value: float | None = None
         if self.metric in PROPORTIONS:
@@ -91,7 +103,7 @@ class PairedDropCheck:
         else:
             significant = True
             detail = "no per-image scores stored: tolerance alone"
-        verdict = "REGRESSED" if significant else "within noise"
+        verdict = Verdict.REGRESSED if significant else Verdict.TOO_NOISY
         return Finding(
             gate,
             self.metric,
@@ -116,7 +128,7 @@ class FloorCheck:
             FLOOR,
             self.floor.metric,
             now,
-            verdict="BELOW FLOOR" if below else "ok",
+            verdict=Verdict.BEYOND_LIMIT if below else Verdict.OK,
             detail=f">= {self.floor.minimum:.2%}" + (f" ({self.floor.reason})" if below else ""),
         )
 
@@ -167,6 +179,24 @@ class AccuracyGate:
     def against_reference(self, reference: Evaluation, candidate: Evaluation) -> list[Finding]:
         return [check.check(REFERENCE, reference, candidate) for check in self.drops]
 
+    def against_base(self, base: Evaluation, candidate: Evaluation) -> list[Finding]:
+        """The same case on the base revision, measured in this run on its own test split."""
+        if not np.array_equal(base.labels, candidate.labels):
+            return [
+                Finding(
+                    BASE,
+                    "-",
+                    None,
+                    verdict=Verdict.NOT_APPLICABLE,
+                    detail="the base's test split holds other images: its predictions cannot "
+                    "be paired; the floors and the fp32 reference still hold",
+                )
+            ]
+        return [
+            check.check(BASE, base, candidate, stored=base.metric(check.metric))
+            for check in self.drops
+        ]
+
     def against_baseline(
         self,
         record: CaseRecord | None,
@@ -177,14 +207,18 @@ class AccuracyGate:
     ) -> list[Finding]:
         fix = f"`pytest perf_tests -m accuracy --update-baselines`, then review {baseline_file}"
         if section is None or record is None:
-            return [Finding(BASELINE, "-", None, verdict="no baseline", detail=f"record it: {fix}")]
+            return [
+                Finding(
+                    BASELINE, "-", None, verdict=Verdict.NO_BASELINE, detail=f"record it: {fix}"
+                )
+            ]
         stale = staleness(section, record, run)
         if stale is not None:
             finding = Finding(
                 BASELINE,
                 "-",
                 None,
-                verdict="STALE BASELINE",
+                verdict=Verdict.STALE_BASELINE,
                 detail=f"{stale}; if the change is intended, re-record: {fix}",
             )
             # Still compared: the reviewer sees what the change did to the metrics.
@@ -195,7 +229,7 @@ class AccuracyGate:
                     BASELINE,
                     "-",
                     None,
-                    verdict="STALE BASELINE",
+                    verdict=Verdict.STALE_BASELINE,
                     detail=f"stored {record.samples} predictions, the split has "
                     f"{candidate.samples} images; re-record: {fix}",
                 )

@@ -5,8 +5,12 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from medgate.core.matrix import Case
+from medgate.core.verdict import Verdict, worst
 from medgate.gates.accuracy.checks import REFERENCE, Finding, worst_drop
 from medgate.gates.accuracy.run import CaseAccuracy
+
+#: Findings that need no look: a held floor, a comparison within tolerance, nothing to compare.
+QUIET = frozenset({Verdict.OK, Verdict.SAME, Verdict.NOT_APPLICABLE, Verdict.NO_BASELINE})
 
 
 def _percent(value: float | None) -> str:
@@ -27,18 +31,14 @@ def _delta(finding: Finding) -> str:
 
 
 def _verdict(result: CaseAccuracy) -> str:
-    verdicts = {finding.verdict for finding in result.findings}
-    for verdict in ("STALE BASELINE", "BELOW FLOOR", "REGRESSED", "within noise", "no baseline"):
-        if verdict in verdicts:
-            return verdict
-    return "ok"
+    return str(worst({finding.verdict for finding in result.findings}))
 
 
 def missing_baselines(results: dict[Case, CaseAccuracy]) -> dict[str, list[Case]]:
     """Per model, the cases that have no stored baseline yet (one line each, not one row)."""
     missing: dict[str, list[Case]] = {}
     for case, result in sorted(results.items()):
-        if any(finding.verdict == "no baseline" for finding in result.findings):
+        if any(finding.verdict == Verdict.NO_BASELINE for finding in result.findings):
             missing.setdefault(case.model, []).append(case)
     return missing
 
@@ -68,7 +68,7 @@ def accuracy_tables(results: dict[Case, CaseAccuracy]) -> tuple[str, str]:
             ]
         )
         for finding in result.findings:
-            if finding.verdict in ("ok", "n/a", "no baseline"):
+            if finding.verdict in QUIET:
                 continue
             interval = finding.interval
             finding_rows.append(
@@ -86,7 +86,7 @@ def accuracy_tables(results: dict[Case, CaseAccuracy]) -> tuple[str, str]:
                     if finding.metric != "auroc"
                     else f"[{interval.low:+.3f}, {interval.high:+.3f}]",
                     "-" if finding.p_value is None else f"{finding.p_value:.3g}",
-                    finding.verdict,
+                    str(finding.verdict),
                     finding.detail,
                 ]
             )

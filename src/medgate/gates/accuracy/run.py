@@ -10,6 +10,7 @@ from medgate.core.files import display_path
 from medgate.core.machine import library_versions
 from medgate.core.matrix import Case
 from medgate.core.registry import ModelSpec, get_spec
+from medgate.core.verdict import Verdict, worst
 from medgate.gates.accuracy.checks import AccuracyGate, Finding, RunIdentity
 from medgate.gates.accuracy.metrics import Evaluation, Flips
 from medgate.gates.accuracy.store import (
@@ -19,7 +20,6 @@ from medgate.gates.accuracy.store import (
     ModelBaseline,
     OldSchemaError,
     baseline_path,
-    case_key,
     read_baseline,
     write_baseline,
 )
@@ -36,6 +36,10 @@ class CaseAccuracy:
     @property
     def failures(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.failed]
+
+    def problems(self) -> list[str]:
+        """What fails the case's test, one line per failing finding."""
+        return [f"{f.gate} {f.metric}: {f.verdict} ({f.detail})" for f in self.failures]
 
 
 @dataclass
@@ -88,10 +92,13 @@ class AccuracyLedger:
         run: RunIdentity,
         reference: Evaluation | None,
         candidate: Evaluation,
+        base: Evaluation | None = None,
     ) -> CaseAccuracy:
-        """Every check of ``case``; ``reference`` is None for the reference case itself."""
+        """Every check of ``case``; ``reference`` is None for the reference case itself. With
+        ``base`` (the case on the base revision, in this run) the base is the reference the
+        change is judged against, in place of the stored baseline."""
         gate = AccuracyGate(spec.accuracy)
-        key = case_key(case.backend, case.precision, case.input_size, case.device)
+        key = case.key(batch=False)
         findings: list[Finding] = []
         if reference is not None:
             findings += gate.against_reference(reference, candidate)
@@ -102,6 +109,8 @@ class AccuracyLedger:
             recording.cases[key] = CaseRecord.of(
                 candidate.metrics(), candidate.predictions, run.checkpoint
             )
+        elif base is not None:
+            findings += gate.against_base(base, candidate)
         else:
             stored = self.baseline(case.model)
             section = stored.sections.get(dataset.name) if stored else None
@@ -109,7 +118,7 @@ class AccuracyLedger:
             findings += gate.against_baseline(
                 record, section, run, candidate, self.display_path(case.model)
             )
-        findings += gate.floors(dataset.name, f"{key.rsplit('-', 1)[0]}", candidate)
+        findings += gate.floors(dataset.name, case.key(batch=False, device=False), candidate)
         result = CaseAccuracy(
             case=case,
             dataset=dataset.name,
@@ -119,6 +128,12 @@ class AccuracyLedger:
         )
         self.results[case] = result
         return result
+
+    def verdicts(self) -> dict[str, Verdict]:
+        return {
+            case.id: worst({finding.verdict for finding in result.findings})
+            for case, result in self.results.items()
+        }
 
     def write(self) -> list[Path]:
         """Merge this run's recordings into each model's file, atomically; returns the paths.

@@ -11,7 +11,6 @@ keys, so a PR diff shows exactly which figure moved.
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from medgate.core.files import BaselineError, atomic_write_bytes, load_json, rerecord_hint
+from medgate.core.files import BaselineError, rerecord_hint
+from medgate.core.store import Fields, Store
 from medgate.gates.accuracy.metrics import METRICS
 
-SCHEMA = 3
 #: Schema 2 named one checkpoint per section; it reads as that checkpoint on every case.
-_READABLE = (2, SCHEMA)
+SCHEMA = 3
 #: Predictions are stored one character per image: class 0-9 then a-z.
 _SYMBOLS = string.digits + string.ascii_lowercase
 
@@ -91,146 +90,136 @@ def baseline_path(directory: Path, model: str) -> Path:
     return directory / "accuracy" / f"{model}.json"
 
 
-def case_key(backend: str, precision: str, size: int, device: str) -> str:
-    return f"{backend}-{precision}-{size}-{device}"
-
-
-def to_json(baseline: ModelBaseline) -> str:
-    payload = {
-        "schema": SCHEMA,
-        "model": baseline.model,
-        "positive_class": baseline.positive_class,
-        "datasets": {
-            name: {
-                "dataset": vars(section.dataset),
-                "versions": dict(section.versions),
-                "cases": {
-                    key: {
-                        "checkpoint": vars(record.checkpoint),
-                        "metrics": dict(record.metrics),
-                        "predictions": record.predictions,
-                    }
-                    for key, record in section.cases.items()
-                },
-            }
-            for name, section in baseline.sections.items()
-        },
-    }
-    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
-
-
-def write_baseline(path: Path, baseline: ModelBaseline) -> None:
-    atomic_write_bytes(path, to_json(baseline).encode())
-
-
 class OldSchemaError(BaselineError):
     """A file of another schema: unusable for comparing, replaced whole by a re-record."""
 
 
-def read_baseline(path: Path, num_classes: int = len(_SYMBOLS)) -> ModelBaseline | None:
-    """The file's baseline, None when there is none; ``BaselineError`` when it is unusable
-    (a prediction outside the model's ``num_classes`` included)."""
-    payload = load_json(path, "accuracy")
-    return None if payload is None else _Reader(path, num_classes).model(payload)
+class AccuracyStore(Store[ModelBaseline]):
+    """Predictions are checked against the model's ``num_classes``."""
 
+    lane = "accuracy"
+    schema = SCHEMA
+    readable = (2,)
 
-class _Reader:
-    """Validates a parsed file field by field, naming the first bad one."""
-
-    def __init__(self, path: Path, num_classes: int) -> None:
-        self.path = path
+    def __init__(self, num_classes: int = len(_SYMBOLS)) -> None:
         self.num_classes = num_classes
 
-    def fail(self, where: str, problem: str) -> BaselineError:
-        return BaselineError(
-            f"{self.path}: field {where}: {problem}; fix the field, or delete the file and "
-            f"re-record it with {rerecord_hint('accuracy')}"
+    def schema_error(self, fields: Fields, schema: Any) -> BaselineError:
+        return OldSchemaError(
+            f"{fields.path}: field schema: is {schema!r}, this medgate reads schema "
+            f"{' or '.join(map(str, (*self.readable, SCHEMA)))} "
+            "(schema 1 identified a checkpoint by its file's bytes, not its tensors, and "
+            "recorded weights trained on unpinned kernels); re-record "
+            f"it with {rerecord_hint('accuracy')} and review the diff"
         )
 
-    def mapping(self, value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected an object, found {type(value).__name__}")
-        return value
+    def dump(self, value: ModelBaseline) -> dict[str, Any]:
+        return {
+            "model": value.model,
+            "positive_class": value.positive_class,
+            "datasets": {
+                name: {
+                    "dataset": vars(section.dataset),
+                    "versions": dict(section.versions),
+                    "cases": {
+                        key: {
+                            "checkpoint": vars(record.checkpoint),
+                            "metrics": dict(record.metrics),
+                            "predictions": record.predictions,
+                        }
+                        for key, record in section.cases.items()
+                    },
+                }
+                for name, section in value.sections.items()
+            },
+        }
 
-    def text(self, parent: dict[str, Any], key: str, where: str) -> str:
-        if key not in parent:
-            raise self.fail(f"{where}.{key}", "missing")
-        value = parent[key]
-        if not isinstance(value, str):
-            raise self.fail(f"{where}.{key}", f"expected a string, found {value!r}")
-        return value
-
-    def model(self, payload: Any) -> ModelBaseline:
-        root = self.mapping(payload, "(top level)")
-        schema = root.get("schema")
-        if schema not in _READABLE:
-            raise OldSchemaError(
-                f"{self.path}: field schema: is {schema!r}, this medgate reads schema "
-                f"{' or '.join(map(str, _READABLE))} "
-                "(schema 1 identified a checkpoint by its file's bytes, not its tensors, and "
-                "recorded weights trained on unpinned kernels); re-record "
-                f"it with {rerecord_hint('accuracy')} and review the diff"
-            )
+    def parse(self, payload: dict[str, Any], fields: Fields, schema: int) -> ModelBaseline:
         baseline = ModelBaseline(
-            model=self.text(root, "model", "(top level)"),
-            positive_class=self.text(root, "positive_class", "(top level)"),
+            model=fields.text(payload, "model", "(top level)"),
+            positive_class=fields.text(payload, "positive_class", "(top level)"),
         )
-        datasets = self.mapping(root.get("datasets"), "datasets")
-        for name, raw in datasets.items():
-            baseline.sections[name] = self.section(raw, f"datasets.{name}", schema)
+        reader = _Sections(fields, self.num_classes, schema)
+        for name, raw in fields.mapping(payload.get("datasets"), "datasets").items():
+            baseline.sections[name] = reader.section(raw, f"datasets.{name}")
         return baseline
 
+
+class _Sections:
+    """Reads a file's dataset sections field by field, naming the first bad one."""
+
+    def __init__(self, fields: Fields, num_classes: int, schema: int) -> None:
+        self.fields = fields
+        self.num_classes = num_classes
+        self.schema = schema
+
     def checkpoint(self, raw: Any, where: str) -> CheckpointIdentity:
-        checkpoint = self.mapping(raw, where)
+        checkpoint = self.fields.mapping(raw, where)
         recipe_key = checkpoint.get("recipe_key")
         if recipe_key is not None and not isinstance(recipe_key, str):
-            raise self.fail(f"{where}.recipe_key", "expected a string or null")
+            raise self.fields.fail(f"{where}.recipe_key", "expected a string or null")
         return CheckpointIdentity(
-            tensors_sha256=self.text(checkpoint, "tensors_sha256", where), recipe_key=recipe_key
+            tensors_sha256=self.fields.text(checkpoint, "tensors_sha256", where),
+            recipe_key=recipe_key,
         )
 
-    def section(self, raw: Any, where: str, schema: int) -> DatasetSection:
-        body = self.mapping(raw, where)
-        dataset = self.mapping(body.get("dataset"), f"{where}.dataset")
+    def section(self, raw: Any, where: str) -> DatasetSection:
+        fields = self.fields
+        body = fields.mapping(raw, where)
+        dataset = fields.mapping(body.get("dataset"), f"{where}.dataset")
         shared = (
-            self.checkpoint(body.get("checkpoint"), f"{where}.checkpoint") if schema == 2 else None
+            self.checkpoint(body.get("checkpoint"), f"{where}.checkpoint")
+            if self.schema == 2
+            else None
         )
-        versions = self.mapping(body.get("versions"), f"{where}.versions")
+        versions = fields.mapping(body.get("versions"), f"{where}.versions")
         section = DatasetSection(
             dataset=DatasetIdentity(
-                name=self.text(dataset, "name", f"{where}.dataset"),
-                source=self.text(dataset, "source", f"{where}.dataset"),
-                sha256=self.text(dataset, "sha256", f"{where}.dataset"),
+                name=fields.text(dataset, "name", f"{where}.dataset"),
+                source=fields.text(dataset, "source", f"{where}.dataset"),
+                sha256=fields.text(dataset, "sha256", f"{where}.dataset"),
             ),
             versions={k: str(v) for k, v in versions.items()},
         )
-        cases = self.mapping(body.get("cases"), f"{where}.cases")
+        cases = fields.mapping(body.get("cases"), f"{where}.cases")
         for key, record in cases.items():
             section.cases[key] = self.case(record, f"{where}.cases.{key}", shared)
         return section
 
     def case(self, raw: Any, where: str, shared: CheckpointIdentity | None) -> CaseRecord:
-        body = self.mapping(raw, where)
+        fields = self.fields
+        body = fields.mapping(raw, where)
         checkpoint = shared or self.checkpoint(body.get("checkpoint"), f"{where}.checkpoint")
-        predictions = self.text(body, "predictions", where)
-        if not predictions or set(predictions) - set(_SYMBOLS[: self.num_classes]):
-            raise self.fail(
+        predictions = fields.text(body, "predictions", where)
+        symbols = _SYMBOLS[: self.num_classes]
+        if not predictions or set(predictions) - set(symbols):
+            raise fields.fail(
                 f"{where}.predictions",
-                f"expected one class symbol per test image, each one of "
-                f"{_SYMBOLS[: self.num_classes]!r} for the model's {self.num_classes} classes",
+                f"expected one class symbol per test image, each one of {symbols!r} for the "
+                f"model's {self.num_classes} classes",
             )
-        metrics = self.mapping(body.get("metrics"), f"{where}.metrics")
+        metrics = fields.mapping(body.get("metrics"), f"{where}.metrics")
         checked: dict[str, float | None] = {}
         for name in METRICS:
             if name not in metrics:
-                raise self.fail(f"{where}.metrics.{name}", "missing")
+                raise fields.fail(f"{where}.metrics.{name}", "missing")
             value = metrics[name]
             if value is None:
                 checked[name] = None
             elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.fail(f"{where}.metrics.{name}", f"expected a number, found {value!r}")
+                raise fields.fail(f"{where}.metrics.{name}", f"expected a number, found {value!r}")
             elif not 0.0 <= value <= 1.0:
-                raise self.fail(f"{where}.metrics.{name}", f"{value} is not within [0, 1]")
+                raise fields.fail(f"{where}.metrics.{name}", f"{value} is not within [0, 1]")
             else:
                 checked[name] = float(value)
         return CaseRecord(checked, predictions, checkpoint)
+
+
+to_json = AccuracyStore().dumps
+write_baseline = AccuracyStore().write
+
+
+def read_baseline(path: Path, num_classes: int = len(_SYMBOLS)) -> ModelBaseline | None:
+    """The file's baseline, None when there is none; ``BaselineError`` when it is unusable
+    (a prediction outside the model's ``num_classes`` included)."""
+    return AccuracyStore(num_classes).read(path)

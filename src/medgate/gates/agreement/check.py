@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from medgate.core.matrix import Case
 from medgate.core.precision import PRECISIONS, Precision
+from medgate.core.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def summary_table(results: dict[Case, Agreement]) -> str:
                 f"{agreement.top1:.1%}",
                 f"{agreement.relative_delta:.2g}",
                 f">={precision.min_top1_agreement:.0%}, <={precision.max_logit_delta:g}",
-                "ok" if failure is None else "FAIL",
+                str(Verdict.OK if failure is None else Verdict.BEYOND_LIMIT),
             ]
         )
     headers = ["case", "top-1 agreement", "max |delta logit| (rel.)", "tolerance", "verdict"]

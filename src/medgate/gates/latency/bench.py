@@ -13,6 +13,7 @@ from medgate.backends.base import Session
 from medgate.core.device import cuda_peak_since, start_cuda_peak
 from medgate.core.facts import ModelFacts
 from medgate.core.matrix import Case
+from medgate.gates.latency.benchmark_stats import add_rounds, timed_rounds
 from medgate.gates.latency.reference_workload import ReferenceWorkload
 from medgate.gates.latency.run import LatencyLedger, LatencyResult
 from medgate.gates.latency.sampling import Rounds, gc_paused, measure, rounds_for
@@ -80,17 +81,16 @@ def time_case(
         benchmark.pedantic(
             step, setup=lambda: references.append(reference.time_once()), rounds=rounds
         )
-    if benchmark.stats is None:
+    timed = timed_rounds(benchmark)
+    if timed is None:
         return None
     if case.device == "cuda":
         benchmark.extra_info["cuda_peak_bytes"] = cuda_peak_since(resident)
-    timed = tuple(benchmark.stats.stats.data)
     first = Rounds(MappingProxyType({"model": timed}), tuple(references))
 
     def measure_more(count: int) -> Rounds:
         more = measure({"model": step}, reference, count)
-        for seconds in more.series["model"]:
-            benchmark.stats.stats.update(seconds)
+        add_rounds(benchmark, more.series["model"])
         return more
 
     result = ledger.settle(case, case.id, first, measure_more)
@@ -118,7 +118,7 @@ def _verdict_info(result: LatencyResult) -> dict[str, Any]:
         "p95_s": percentile(model, 95),
         "p99_s": percentile(model, 99),
         "reference_median_s": percentile(result.rounds.reference, 50),
-        "verdict": result.status,
+        "verdict": str(result.status),
     }
     if result.judgement is not None and result.judgement.series:
         comparison = result.judgement.series[0].comparison

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
+from medgate.core.verdict import Verdict
 from medgate.gates.latency.run import LatencyResult
 from medgate.gates.latency.stats import noise, percentile
 
@@ -38,11 +39,9 @@ def latency_table(results: Iterable[LatencyResult]) -> str:
         )
         for name, seconds in result.rounds.series.items():
             series = compared.get(name)
-            verdict: str = series.verdict if series is not None else result.status
-            if verdict in ("regressed", "unsure"):
-                verdict = verdict.upper()
+            verdict = str(series.verdict if series is not None else result.status)
             if result.budget_failures and name == "model":
-                verdict = f"{verdict}, OVER BUDGET"
+                verdict = f"{verdict}, {Verdict.BEYOND_LIMIT} (budget)"
             rows.append(
                 [
                     result.key,
@@ -74,7 +73,7 @@ def latency_notes(results: Iterable[LatencyResult]) -> list[str]:
             notes.setdefault(result.note, []).append(result.key)
         for failure in result.budget_failures:
             notes.setdefault(failure, []).append(result.key)
-        if result.status == "TOO NOISY":
+        if result.status == Verdict.TOO_NOISY:
             notes.setdefault(
                 "too noisy to judge: the interval of the median ratio stayed wider than the "
                 "tolerance after every re-measurement; quiet the machine or raise the tolerance",

@@ -14,9 +14,10 @@ from medgate.core.fingerprint import SCHEMA as FINGERPRINT_SCHEMA
 from medgate.core.fingerprint import Fingerprint
 from medgate.core.matrix import Case
 from medgate.core.registry import get_spec
+from medgate.core.verdict import Verdict
 from medgate.gates.latency.budgets import Budget, load_budgets
 from medgate.gates.latency.sampling import Rounds
-from medgate.gates.latency.stats import Comparison, Verdict, compare, percentile
+from medgate.gates.latency.stats import Comparison, compare, percentile
 from medgate.gates.latency.store import (
     LANE,
     LatencyBaseline,
@@ -27,7 +28,6 @@ from medgate.gates.latency.store import (
 )
 
 Basis = Literal["ms", "normalized"]
-Status = Literal["REGRESSED", "same", "TOO NOISY", "no baseline", "other machine", "recorded"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ class Judgement:
     @property
     def verdict(self) -> Verdict:
         verdicts = {series.verdict for series in self.series}
-        if "regressed" in verdicts:
-            return "regressed"
-        return "unsure" if "unsure" in verdicts else "same"
+        if Verdict.REGRESSED in verdicts:
+            return Verdict.REGRESSED
+        return Verdict.TOO_NOISY if Verdict.TOO_NOISY in verdicts else Verdict.SAME
 
     def decided(self) -> Judgement:
         final = tuple(dataclasses.replace(series, final=True) for series in self.series)
@@ -73,7 +73,7 @@ class LatencyResult:
     key: str
     rounds: Rounds
     tolerance: float
-    status: Status
+    status: Verdict
     judgement: Judgement | None = None
     remeasures: int = 0
     note: str = ""
@@ -81,28 +81,23 @@ class LatencyResult:
     #: The baseline file compared with, as a reviewer finds it.
     source: str = ""
 
-    def failure(self) -> str | None:
-        """The test's failure message, or None when it passes."""
+    def problems(self) -> list[str]:
+        """What fails the test: a regression, a budget exceeded. Named by the series' key
+        when it is a stage of the case."""
         problems = list(self.budget_failures)
-        if self.status == "REGRESSED" and self.judgement is not None:
+        if self.status == Verdict.REGRESSED and self.judgement is not None:
             slower = [
                 f"{s.name} {s.comparison.describe()}"
                 for s in self.judgement.series
-                if s.verdict == "regressed"
+                if s.verdict == Verdict.REGRESSED
             ]
             basis = "" if self.judgement.basis == "ms" else " in units of the reference workload"
             problems.append(
                 f"slower than the baseline in {self.source}{basis}: {'; '.join(slower)}"
                 f"{f' ({self.note})' if self.note else ''}"
             )
-        return f"{self.key}: " + " | ".join(problems) if problems else None
-
-
-FINAL_STATUS: dict[Verdict, Status] = {
-    "regressed": "REGRESSED",
-    "same": "same",
-    "unsure": "TOO NOISY",
-}
+        prefix = "" if self.key == self.case.id else f"{self.key}: "
+        return [prefix + problem for problem in problems]
 
 
 def stage_tolerance(tolerance: float, stage_s: float, whole_s: float | None) -> float:
@@ -250,12 +245,12 @@ class LatencyLedger:
         """Judge ``rounds``; while unsure, measure as many rounds again (up to the bound)."""
         tolerance = self.tolerance_for(case)
         if self.update:
-            result = LatencyResult(case, key, rounds, tolerance, "recorded")
+            result = LatencyResult(case, key, rounds, tolerance, Verdict.RECORDED)
             return self._finish(result)
         baseline, why = self.source(case.model)
         before = baseline.measurements.get(key) if baseline is not None else None
         if baseline is None or before is None:
-            status: Status = "other machine" if why.startswith("refused") else "no baseline"
+            status = Verdict.OTHER_MACHINE if why.startswith("refused") else Verdict.NO_BASELINE
             if baseline is not None:
                 path = self.display_path(baseline.fingerprint.id, case.model)
                 why = f"no entry {key!r} in {path}; record it with {rerecord_hint(LANE)}"
@@ -266,17 +261,24 @@ class LatencyLedger:
             percentile(whole.series["model"], 50) if whole and "model" in whole.series else None
         )
         judgement = self.judge(baseline, before, rounds, tolerance, whole_s)
-        while judgement.verdict == "unsure" and remeasures < self.max_remeasures:
+        while judgement.verdict == Verdict.TOO_NOISY and remeasures < self.max_remeasures:
             rounds = rounds.extend(measure_more(rounds.count))
             remeasures += 1
             judgement = self.judge(baseline, before, rounds, tolerance, whole_s)
         judgement = judgement.decided()
-        final = FINAL_STATUS[judgement.verdict]
         source = self.display_path(baseline.fingerprint.id, case.model)
         note = self._machine_note(judgement, baseline)
         return self._finish(
             LatencyResult(
-                case, key, rounds, tolerance, final, judgement, remeasures, note, source=source
+                case,
+                key,
+                rounds,
+                tolerance,
+                judgement.verdict,
+                judgement,
+                remeasures,
+                note,
+                source=source,
             )
         )
 
@@ -305,6 +307,12 @@ class LatencyLedger:
             result = dataclasses.replace(result, budget_failures=failures)
         self.results[result.key] = result
         return result
+
+    def verdicts(self) -> dict[str, Verdict]:
+        return {
+            key: Verdict.BEYOND_LIMIT if result.budget_failures else result.status
+            for key, result in self.results.items()
+        }
 
     def write(self) -> list[Path]:
         """Merge this run's rounds into this machine's files (atomically); the written paths."""

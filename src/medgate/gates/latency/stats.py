@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-Verdict = Literal["regressed", "same", "unsure"]
+from medgate.core.verdict import Verdict
 
 #: Bootstrap resamples of the ratio of medians; the seed is fixed so a verdict is repeatable.
 RESAMPLES = 2000
@@ -72,10 +71,10 @@ class Comparison:
     def verdict(self) -> Verdict:
         limit = 1 + self.tolerance
         if self.high <= limit:
-            return "same"
+            return Verdict.SAME
         if self.significant and self.low > limit:
-            return "regressed"
-        return "unsure"
+            return Verdict.REGRESSED
+        return Verdict.TOO_NOISY
 
     @property
     def resolvable(self) -> bool:
@@ -84,12 +83,14 @@ class Comparison:
         return self.high - self.low <= 2 * self.tolerance
 
     def decided(self) -> Verdict:
-        """The verdict once no more rounds will be measured: an ``unsure`` case whose interval
-        is narrow goes by its point estimate; a wide one stays ``unsure`` (too noisy)."""
+        """The verdict once no more rounds will be measured: a TOO NOISY case whose interval
+        is narrow goes by its point estimate; a wide one stays TOO NOISY."""
         verdict = self.verdict
-        if verdict != "unsure" or not self.resolvable:
+        if verdict != Verdict.TOO_NOISY or not self.resolvable:
             return verdict
-        return "regressed" if self.significant and self.ratio > 1 + self.tolerance else "same"
+        if self.significant and self.ratio > 1 + self.tolerance:
+            return Verdict.REGRESSED
+        return Verdict.SAME
 
     def describe(self) -> str:
         return (

@@ -9,15 +9,14 @@ in units of that machine's reference workload.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from medgate.core.files import BaselineError, atomic_write_bytes, load_json, rerecord_hint
 from medgate.core.fingerprint import Fingerprint
+from medgate.core.store import Fields, Store
 from medgate.gates.latency.reference_workload import VERSION as REFERENCE_VERSION
 from medgate.gates.latency.sampling import Rounds
 
@@ -44,74 +43,67 @@ def _encode(seconds: tuple[float, ...]) -> str:
     return " ".join(f"{value * 1e6:.1f}" for value in seconds)
 
 
-def to_json(baseline: LatencyBaseline) -> str:
-    payload = {
-        "schema": SCHEMA,
-        "model": baseline.model,
-        "fingerprint": dict(baseline.fingerprint.facts),
-        "reference_workload": REFERENCE_VERSION,
-        "measurements": {
-            key: {
-                "reference_us": _encode(rounds.reference),
-                "series_us": {name: _encode(values) for name, values in rounds.series.items()},
+class LatencyStore(Store[LatencyBaseline]):
+    lane = LANE
+    schema = SCHEMA
+
+    def dump(self, value: LatencyBaseline) -> dict[str, Any]:
+        return {
+            "model": value.model,
+            "fingerprint": dict(value.fingerprint.facts),
+            "reference_workload": REFERENCE_VERSION,
+            "measurements": {
+                key: {
+                    "reference_us": _encode(rounds.reference),
+                    "series_us": {name: _encode(values) for name, values in rounds.series.items()},
+                }
+                for key, rounds in value.measurements.items()
+            },
+        }
+
+    def parse(self, payload: dict[str, Any], fields: Fields, schema: int) -> LatencyBaseline:
+        if payload.get("reference_workload") != REFERENCE_VERSION:
+            raise fields.fail(
+                "reference_workload",
+                f"recorded with version {payload.get('reference_workload')!r} of the reference "
+                f"workload, this medgate runs {REFERENCE_VERSION}; its normalized times do not "
+                "compare",
+            )
+        model = fields.text(payload, "model", "(top level)")
+        fingerprint = fields.mapping(payload.get("fingerprint"), "fingerprint")
+        measurements: dict[str, Rounds] = {}
+        for key, raw in fields.mapping(payload.get("measurements"), "measurements").items():
+            where = f"measurements.{key}"
+            entry = fields.mapping(raw, where)
+            series_us = fields.mapping(entry.get("series_us"), f"{where}.series_us")
+            reference = _decode(fields, f"{where}.reference_us", entry.get("reference_us"))
+            series = {
+                name: _decode(fields, f"{where}.series_us.{name}", text)
+                for name, text in series_us.items()
             }
-            for key, rounds in baseline.measurements.items()
-        },
-    }
-    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+            try:
+                measurements[key] = Rounds(MappingProxyType(series), reference)
+            except ValueError as error:
+                raise fields.fail(where, str(error)) from error
+        return LatencyBaseline(model, Fingerprint(fingerprint), measurements)
 
 
-def write_latency_baseline(path: Path, baseline: LatencyBaseline) -> None:
-    atomic_write_bytes(path, to_json(baseline).encode())
-
-
-def _decode(path: Path, where: str, text: Any) -> tuple[float, ...]:
-    fix = f"re-record it with {rerecord_hint(LANE)}"
+def _decode(fields: Fields, where: str, text: Any) -> tuple[float, ...]:
     if not isinstance(text, str):
-        raise BaselineError(f"{path}: {where}: expected a string of microseconds; {fix}")
+        raise fields.fail(where, "expected a string of microseconds")
     try:
         values = tuple(float(item) / 1e6 for item in text.split())
     except ValueError as error:
-        raise BaselineError(f"{path}: {where}: {error}; {fix}") from error
+        raise fields.fail(where, str(error)) from error
     if len(values) < 2 or not all(math.isfinite(value) and value > 0 for value in values):
-        raise BaselineError(
-            f"{path}: {where}: needs two or more finite, positive round times; {fix}"
-        )
+        raise fields.fail(where, "needs two or more finite, positive round times")
     return values
 
 
-def read_latency_baseline(path: Path) -> LatencyBaseline | None:
-    payload = load_json(path, LANE)
-    if payload is None:
-        return None
-    fix = f"re-record it with {rerecord_hint(LANE)}"
-    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
-        found = payload.get("schema") if isinstance(payload, dict) else None
-        raise BaselineError(f"{path}: schema: expected {SCHEMA}, found {found!r}; {fix}")
-    if payload.get("reference_workload") != REFERENCE_VERSION:
-        raise BaselineError(
-            f"{path}: reference_workload: recorded with version "
-            f"{payload.get('reference_workload')!r} of the reference workload, this medgate "
-            f"runs {REFERENCE_VERSION}; its normalized times do not compare; {fix}"
-        )
-    for field_name, kind in (("model", str), ("fingerprint", dict), ("measurements", dict)):
-        if not isinstance(payload.get(field_name), kind):
-            raise BaselineError(f"{path}: {field_name}: expected a {kind.__name__}; {fix}")
-    measurements: dict[str, Rounds] = {}
-    for key, entry in payload["measurements"].items():
-        where = f"measurements.{key}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("series_us"), dict):
-            raise BaselineError(f"{path}: {where}.series_us: expected an object; {fix}")
-        reference = _decode(path, f"{where}.reference_us", entry.get("reference_us"))
-        series = {
-            name: _decode(path, f"{where}.series_us.{name}", text)
-            for name, text in entry["series_us"].items()
-        }
-        try:
-            measurements[key] = Rounds(MappingProxyType(series), reference)
-        except ValueError as error:
-            raise BaselineError(f"{path}: {where}: {error}; {fix}") from error
-    return LatencyBaseline(payload["model"], Fingerprint(payload["fingerprint"]), measurements)
+STORE = LatencyStore()
+to_json = STORE.dumps
+write_latency_baseline = STORE.write
+read_latency_baseline = STORE.read
 
 
 def recorded_machines(baseline_dir: Path, model: str) -> list[str]:

@@ -22,7 +22,7 @@ def memory_table(figures: Iterable[MemoryFigure]) -> str:
             mebibytes(figure.ceiling.ceiling_bytes if figure.ceiling else None),
             mebibytes(figure.param_bytes),
             mebibytes(figure.artifact_bytes),
-            figure.verdict,
+            str(figure.verdict),
         ]
         for figure in sorted(figures, key=lambda f: (f.case, f.figure))
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 from medgate.core.files import display_path
 from medgate.core.machine import cpu, library_versions
 from medgate.core.matrix import Case
+from medgate.core.verdict import Verdict
 from medgate.gates.memory.store import (
     Ceiling,
     MemoryBaseline,
@@ -29,10 +30,6 @@ def ceiling_for(figure: str, measured_bytes: int, headroom: float) -> int:
     return max(with_headroom, measured_bytes + MIN_SLACK_BYTES[figure])
 
 
-def memory_key(case: Case) -> str:
-    return f"{case.backend}-{case.precision}-{case.input_size}-bs{case.batch}-{case.device}"
-
-
 @dataclass(frozen=True)
 class MemoryFigure:
     case: Case
@@ -45,12 +42,14 @@ class MemoryFigure:
     recording: bool = False
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         if self.recording:
-            return "recorded"
+            return Verdict.RECORDED
         if self.ceiling is None:
-            return "no ceiling yet"
-        return "ok" if self.measured_bytes < self.ceiling.ceiling_bytes else "OVER CEILING"
+            return Verdict.NO_BASELINE
+        if self.measured_bytes < self.ceiling.ceiling_bytes:
+            return Verdict.OK
+        return Verdict.BEYOND_LIMIT
 
 
 class MemoryLedger:
@@ -85,7 +84,7 @@ class MemoryLedger:
         stored = self.baseline(case.model)
         if stored is None:
             return None
-        return stored.cases.get(memory_key(case), {}).get(figure)
+        return stored.cases.get(case.key(), {}).get(figure)
 
     def observe(
         self,
@@ -107,6 +106,22 @@ class MemoryLedger:
         self.figures[(case, figure)] = observed
         return observed
 
+    def problems(self, observed: MemoryFigure) -> list[str]:
+        """What fails the test of a figure medgate itself holds to its ceiling (the CUDA peak;
+        memray's ``limit_memory`` fails the host figures)."""
+        if observed.verdict != Verdict.BEYOND_LIMIT or observed.ceiling is None:
+            return []
+        return [
+            f"{observed.figure} {observed.measured_bytes} B >= ceiling "
+            f"{observed.ceiling.ceiling_bytes} B (measured {observed.ceiling.measured_bytes} B "
+            f"when recorded) in {self.display_path(observed.case.model)}: {Verdict.BEYOND_LIMIT}"
+        ]
+
+    def verdicts(self) -> dict[str, Verdict]:
+        return {
+            f"{case.id}:{figure}": seen.verdict for (case, figure), seen in self.figures.items()
+        }
+
     def write(self) -> list[Path]:
         """Merge this run's figures into each model's file as ceilings, atomically."""
         written = []
@@ -123,7 +138,7 @@ class MemoryLedger:
                 if case.model != model:
                     continue
                 ceiling = ceiling_for(figure, observed.measured_bytes, self.headroom)
-                stored.cases.setdefault(memory_key(case), {})[figure] = Ceiling(
+                stored.cases.setdefault(case.key(), {})[figure] = Ceiling(
                     observed.measured_bytes, ceiling
                 )
             write_memory_baseline(self.path(model), stored)

@@ -1,0 +1,59 @@
+"""Whether the machine was disturbed while a block was timed: CPU that neither side used, and
+time the hypervisor stole, read from ``/proc/stat`` around the block."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STAT = Path("/proc/stat")
+#: ``/proc/stat`` counts in USER_HZ ticks.
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+#: CPU of other processes, in cores, above which a block counts as disturbed; a tick is 10 ms,
+#: so a 200 ms block reads other work to about 0.1 core.
+MAX_OTHER_CORES = 0.3
+#: Share of the block's wall time the hypervisor may steal before it counts as disturbed.
+MAX_STEAL = 0.05
+
+
+@dataclass(frozen=True)
+class CpuTicks:
+    busy: int
+    steal: int
+
+    @classmethod
+    def now(cls) -> CpuTicks | None:
+        """The machine's busy and stolen ticks so far, None where there is no /proc/stat."""
+        try:
+            fields = STAT.read_text().split("\n", 1)[0].split()
+        except OSError:
+            return None
+        values = [int(value) for value in fields[1:]]
+        # user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+        padded = (values + [0] * 8)[:8]
+        return cls(busy=sum(padded[:3]) + padded[5] + padded[6], steal=padded[7])
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """Over one block: other processes' CPU in cores, and the stolen share of wall time."""
+
+    other_cores: float
+    steal_share: float
+
+    @property
+    def disturbed(self) -> bool:
+        return self.other_cores > MAX_OTHER_CORES or self.steal_share > MAX_STEAL
+
+    @classmethod
+    def between(
+        cls, before: CpuTicks | None, after: CpuTicks | None, own_cpu_s: float, wall_s: float
+    ) -> Disturbance:
+        """``own_cpu_s``: the CPU the measured worker used in the block (its process time)."""
+        if before is None or after is None or wall_s <= 0:
+            return cls(0.0, 0.0)
+        busy_s = (after.busy - before.busy) * TICK_S
+        steal_s = (after.steal - before.steal) * TICK_S
+        return cls(max(0.0, busy_s - own_cpu_s) / wall_s, steal_s / wall_s)

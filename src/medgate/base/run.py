@@ -1,0 +1,203 @@
+"""One run against the base revision: the two workers, each model's identity on both sides,
+and every case's paired verdicts (latency, accuracy, memory), for the tables and the tests."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medgate.base.client import SideSpec, Worker
+from medgate.base.interference import CpuTicks, Disturbance
+from medgate.base.pairing import Block, Pair, PairedComparison, compare_pairs
+from medgate.core.config import SuiteConfig
+from medgate.core.matrix import Case
+from medgate.core.registry import get_spec
+from medgate.core.verdict import Verdict
+
+#: What a model's measurements depend on, as the workers report it (``worker_main.identity``).
+IDENTITY_FIELDS = ("engine", "model_code", "weights", "dataset", "versions")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    model: str
+    head: dict[str, Any]
+    base: dict[str, Any]
+
+    @property
+    def differs(self) -> list[str]:
+        return [name for name in IDENTITY_FIELDS if self.head.get(name) != self.base.get(name)]
+
+    @property
+    def identical(self) -> bool:
+        return not self.differs
+
+
+@dataclass(frozen=True)
+class LatencyVsBase:
+    case: Case
+    comparison: PairedComparison
+    verdict: Verdict
+    pairs: tuple[Pair, ...]
+    rounds_per_block: int
+
+    @property
+    def disturbed(self) -> int:
+        return sum(pair.disturbed for pair in self.pairs)
+
+    def problems(self) -> list[str]:
+        if self.verdict != Verdict.REGRESSED:
+            return []
+        return [f"slower than the base: {self.comparison.describe()}"]
+
+
+@dataclass(frozen=True)
+class MemoryVsBase:
+    case: Case
+    head_bytes: int
+    base_bytes: int
+    headroom: float
+
+    @property
+    def ratio(self) -> float:
+        return self.head_bytes / self.base_bytes if self.base_bytes else math.inf
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.REGRESSED if self.ratio > 1 + self.headroom else Verdict.SAME
+
+    def problems(self) -> list[str]:
+        if self.verdict != Verdict.REGRESSED:
+            return []
+        return [
+            f"one batch peaks at {self.head_bytes} B, the base at {self.base_bytes} B "
+            f"(x{self.ratio:.3f} > x{1 + self.headroom:.2f} allowed)"
+        ]
+
+
+@dataclass
+class BaseRun:
+    """Implements ``medgate.gates.base.Gate`` for the comparisons with the base revision."""
+
+    config: SuiteConfig
+    head: SideSpec
+    base: SideSpec
+    #: Where each side's worker writes what it prints (training, warnings, tracebacks).
+    log_dir: Path
+    seed: int = 0
+    lane: str = "base"
+    update: bool = False
+    notes: list[str] = field(default_factory=list)
+    identities: dict[str, ModelIdentity] = field(default_factory=dict)
+    latency: dict[Case, LatencyVsBase] = field(default_factory=dict)
+    memory: dict[Case, MemoryVsBase] = field(default_factory=dict)
+    accuracy: dict[Case, Verdict] = field(default_factory=dict)
+    _workers: dict[str, Worker] = field(default_factory=dict)
+    _prepared: set[tuple[str, Case]] = field(default_factory=set)
+
+    def worker(self, side: str) -> Worker:
+        if side not in self._workers:
+            spec = self.head if side == "head" else self.base
+            self._workers[side] = Worker(
+                spec,
+                cache_dir=self.config.cache_dir,
+                threads=self.config.threads,
+                zoo=self.config.zoo,
+                calibration_samples=self.config.calibration.samples,
+                checkpoints=dict(self.config.checkpoints),
+                datasets=dict(self.config.datasets),
+                log_path=self.log_dir / f"{side}.log",
+            )
+        return self._workers[side]
+
+    def close(self) -> None:
+        for worker in self._workers.values():
+            worker.close()
+        self._workers.clear()
+
+    def identity(self, model: str) -> ModelIdentity:
+        if model not in self.identities:
+            self.identities[model] = ModelIdentity(
+                model,
+                self.worker("head").ask({"op": "identity", "model": model}),
+                self.worker("base").ask({"op": "identity", "model": model}),
+            )
+        return self.identities[model]
+
+    def _prepare(self, case: Case) -> None:
+        for side in ("head", "base"):
+            if (side, case) not in self._prepared:
+                self.worker(side).ask_case("prepare", case)
+                self._prepared.add((side, case))
+
+    def _block(self, side: str, case: Case, rounds: int) -> Block:
+        before = CpuTicks.now()
+        reply = self.worker(side).ask_case("time", case, rounds=rounds)
+        after = CpuTicks.now()
+        disturbance = Disturbance.between(before, after, reply["cpu_s"], reply["wall_s"])
+        return Block(tuple(reply["seconds"]), disturbance)
+
+    def _rounds_per_block(self, case: Case) -> int:
+        """Rounds that fill ``base_block_s`` on the slower side, 5 at the least."""
+        estimates = [
+            statistics.median(self._block(side, case, 3).seconds) for side in ("head", "base")
+        ]
+        return max(5, min(1000, math.ceil(self.config.base_block_s / max(estimates))))
+
+    def compare_latency(self, case: Case) -> LatencyVsBase:
+        """Pairs of blocks in a random order until a verdict, up to three times the pairs."""
+        self._prepare(case)
+        rounds = self._rounds_per_block(case)
+        tolerance = get_spec(case.model).latency.tolerance_for(
+            case.backend, case.precision, case.input_size, self.config.base_tolerance
+        )
+        shuffler = random.Random(f"{self.seed}-{case.id}")
+        pairs: list[Pair] = []
+        comparison = compare_pairs(pairs, tolerance)
+        for _ in range(3):
+            for _ in range(self.config.base_pairs):
+                head_first = shuffler.random() < 0.5
+                order = ("head", "base") if head_first else ("base", "head")
+                blocks = {side: self._block(side, case, rounds) for side in order}
+                pairs.append(Pair(blocks["base"], blocks["head"], head_first))
+            comparison = compare_pairs(pairs, tolerance, min_pairs=self.config.base_pairs)
+            if comparison.verdict != Verdict.TOO_NOISY:
+                break
+        result = LatencyVsBase(case, comparison, comparison.decided(), tuple(pairs), rounds)
+        self.latency[case] = result
+        return result
+
+    def base_evaluation(self, case: Case) -> dict[str, Any]:
+        """The base's per-image outcome of ``case`` on its own test split."""
+        return self.worker("base").ask_case("evaluate", case)
+
+    def compare_memory(self, case: Case) -> MemoryVsBase:
+        """memray's peak of one batch, measured in the same way in both workers."""
+        self._prepare(case)
+        peaks = {
+            side: int(self.worker(side).ask_case("memory", case)["peak_bytes"])
+            for side in ("head", "base")
+        }
+        result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.memory_headroom)
+        self.memory[case] = result
+        return result
+
+    def verdicts(self) -> dict[str, Verdict]:
+        found: dict[str, Verdict] = {}
+        for case, latency in self.latency.items():
+            found[f"{case.id}:latency"] = latency.verdict
+        for case, memory in self.memory.items():
+            found[f"{case.id}:memory"] = memory.verdict
+        for case, verdict in self.accuracy.items():
+            found[f"{case.id}:accuracy"] = verdict
+        for model, identity in self.identities.items():
+            if identity.identical:
+                found[model] = Verdict.IDENTICAL
+        return found
+
+    def write(self) -> list[Path]:
+        return []

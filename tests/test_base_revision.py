@@ -1,0 +1,310 @@
+"""The base revision as the baseline, end to end: a git project with a two-model zoo, its base
+commit and a head that changes one thing, run with ``--medgate-base`` through real worker
+processes (real backends on tiny models, and the fake backend for controlled noise)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import AVX2_ONLY_CPU, HERE, ROOT
+from medgate.base.revision import BaseRevisionError, materialize
+
+PARTS = '''
+import numpy as np
+import torch
+from torch import nn
+
+from medgate import ModelSpec, StagedClassifier, SyntheticRecipe, TrainRecipe
+
+
+def squares(rng, labels):
+    images = rng.integers(0, 80, size=(len(labels), 16, 16), dtype=np.uint8)
+    bright = labels == 1
+    images[bright, 4:12, 4:12] += rng.integers(40, 120, size=(int(bright.sum()), 1, 1)).astype(
+        np.uint8
+    )
+    return images
+
+
+RECIPE = SyntheticRecipe(
+    name="tiny_squares",
+    classes=("background", "square"),
+    generate=squares,
+    native_size=16,
+    split_sizes=(("train", 96), ("val", 16), ("test", 400)),
+)
+
+
+def spec(name):
+    return ModelSpec(
+        name=name,
+        task="bright square or not",
+        classes=RECIPE.classes,
+        positive_class="square",
+        input_sizes=(16,),
+        in_chans=1,
+        mean=(0.3,),
+        std=(0.3,),
+        dataset=RECIPE,
+        train=TrainRecipe(train_size=16, epochs=3, batch_size=16, lr=1e-2),
+    )
+
+
+class Repeated(nn.Module):
+    def __init__(self, repeats):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.repeats = repeats
+
+    def forward(self, x):
+        for _ in range(self.repeats):
+            x = torch.relu(self.conv(x)) * 0.5 + x * 0.5
+        return x
+
+
+class Tiny(StagedClassifier):
+    """``bias`` is added to the positive logit; ``ballast`` floats are held through forward."""
+
+    def __init__(self, repeats, bias, ballast):
+        features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), Repeated(repeats), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        super().__init__(features, nn.Linear(8, 2))
+        self.bias = bias
+        self.ballast = ballast
+
+    def forward(self, x):
+        held = torch.ones(self.ballast) if self.ballast else None
+        logits = super().forward(x)
+        del held
+        return logits + torch.tensor([0.0, self.bias])
+'''
+
+MODEL = """
+from medgate import register_model
+from zoo.parts import Tiny, spec
+
+WORK = {work}
+BIAS = {bias}
+BALLAST = {ballast}
+COST = {cost}
+
+
+@register_model(spec("{name}"))
+def build():
+    model = Tiny(WORK, BIAS, BALLAST)
+    model.fake_cost = COST
+    return model
+"""
+
+#: What each model file holds on the base commit.
+BASE = {"work": 1, "bias": 0.0, "ballast": 0, "cost": 1.0}
+
+Git = Callable[..., str]
+
+
+def _model(name: str, **changes: object) -> str:
+    return MODEL.format(name=name, **{**BASE, **changes})
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Path:
+    """A git repository: a zoo package of two models (tiny_a, tiny_b), medgate's perf tests, the
+    fake backend; one commit, the base."""
+    root = pytester.path
+    pytester.makeini(
+        "[pytest]\n"
+        "pythonpath = .\n"
+        "medgate_zoo =\n    zoo\n    fake_backend\n"
+        "addopts = -p no:cacheprovider --strict-markers\n"
+    )
+    pytester.makeconftest(AVX2_ONLY_CPU)
+    zoo = root / "zoo"
+    zoo.mkdir()
+    (zoo / "__init__.py").write_text("from zoo import tiny_a, tiny_b  # noqa: F401\n")
+    (zoo / "parts.py").write_text(PARTS)
+    (zoo / "tiny_a.py").write_text(_model("tiny_a"))
+    (zoo / "tiny_b.py").write_text(_model("tiny_b"))
+    shutil.copy(HERE / "fake_backend.py", root / "fake_backend.py")
+    for test_file in ("test_latency.py", "test_accuracy.py", "test_memory.py"):
+        shutil.copy(ROOT / "perf_tests" / test_file, root / test_file)
+    _git(root)("init", "-q")
+    _commit(root, "base")
+    return root
+
+
+def _git(root: Path) -> Git:
+    def run(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    return run
+
+
+def _commit(root: Path, message: str) -> str:
+    git = _git(root)
+    git("add", "-A")
+    git("commit", "-q", "--allow-empty", "-m", message)
+    return git("rev-parse", "HEAD").strip()
+
+
+def _run(pytester: pytest.Pytester, medgate_cache: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        f"--cache-dir={medgate_cache}",
+        "--medgate-base=HEAD~1",
+        "--device=cpu",
+        "--input-sizes=16",
+        "--medgate-base-block-ms=20",
+        "-p",
+        "no:randomly",
+        "-rs",
+        *args,
+    )
+
+
+def _verdicts(result: pytest.RunResult) -> dict[str, str]:
+    """The head-vs-base latency table: case id -> verdict."""
+    found = {}
+    for line in result.stdout.lines:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("|") and re.match(r"tiny_[ab]-", cells[0]):
+            found[cells[0]] = cells[-1]
+    return found
+
+
+FAKE = ("--backends=fake_speed", "--precisions=fp32,int8-dynamic", "-m", "latency")
+
+
+def test_a_and_a_on_unchanged_code_raises_no_false_alarm(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    _commit(project, "head: nothing changed")
+    skipped = _run(pytester, medgate_cache, *FAKE, "-k", "not stages")
+    skipped.assert_outcomes(skipped=8)
+    skipped.stdout.fnmatch_lines(["*identical to base: tiny_a's engine, model code*"])
+
+    measured = _run(
+        pytester, medgate_cache, *FAKE, "-k", "not stages", "--medgate-base-identical=measure"
+    )
+    measured.assert_outcomes(passed=8)
+    verdicts = _verdicts(measured)
+    assert len(verdicts) == 8
+    assert "REGRESSED" not in verdicts.values()
+
+
+def test_a_slower_model_is_regressed_and_the_other_is_not_measured(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", cost=1.12))
+    _commit(project, "head: tiny_a 12 % slower")
+    result = _run(pytester, medgate_cache, *FAKE, "-k", "not stages")
+    result.assert_outcomes(failed=4, skipped=4)
+    result.stdout.fnmatch_lines(["*tiny_a-fake_speed-fp32-16-bs1-cpu*slower than the base*"])
+    verdicts = _verdicts(result)
+    assert set(verdicts) == {case for case in verdicts if case.startswith("tiny_a-")}
+    assert set(verdicts.values()) == {"REGRESSED"}
+    result.stdout.fnmatch_lines(["*identical to base: tiny_b's*"])
+
+
+def test_real_backends_see_a_model_doing_more_work(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", work=4))
+    _commit(project, "head: tiny_a repeats its middle convolution 4 times")
+    result = _run(
+        pytester,
+        medgate_cache,
+        "--backends=eager,onnxruntime",
+        "--precisions=fp32",
+        "--models=tiny_a",
+        "-m",
+        "latency",
+        "-k",
+        "test_latency",
+    )
+    result.assert_outcomes(failed=2)
+    assert set(_verdicts(result).values()) == {"REGRESSED"}
+
+
+def test_a_lower_positive_bias_regresses_sensitivity_against_the_base(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", bias=-2.0))
+    _commit(project, "head: tiny_a calls fewer squares")
+    result = _run(
+        pytester, medgate_cache, "--backends=eager", "--precisions=fp32", "-m", "accuracy"
+    )
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs64-cpu*vs base sensitivity: REGRESSED*"])
+
+
+def test_more_activation_memory_is_regressed_against_the_base(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", ballast=2_000_000))
+    _commit(project, "head: tiny_a holds 8 MB more through forward")
+    result = _run(
+        pytester,
+        medgate_cache,
+        "--backends=eager",
+        "--precisions=fp32",
+        "--models=tiny_a",
+        "-p",
+        "memray",
+        "-m",
+        "memory",
+        "-k",
+        "inference",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*one batch peaks at * B, the base at * B*"])
+
+
+def test_a_busy_neighbour_never_turns_into_a_false_verdict(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    _commit(project, "head: nothing changed")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = _run(
+            pytester, medgate_cache, *FAKE, "-k", "not stages", "--medgate-base-identical=measure"
+        )
+    finally:
+        hog.kill()
+    assert "REGRESSED" not in _verdicts(result).values()
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_base_that_cannot_be_found_is_one_error_naming_the_option(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    with pytest.raises(BaseRevisionError, match=r"--medgate-base=no-such-ref: git cannot"):
+        materialize("no-such-ref", tmp_path, tmp_path / "cache")
+
+
+def test_a_ref_is_exported_once_and_a_checkout_path_is_used_as_it_is(
+    project: Path, tmp_path: Path
+) -> None:
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", work=2))
+    head = _commit(project, "head")
+    root, label = materialize("HEAD~1", project, tmp_path / "cache")
+    assert label.startswith("HEAD~1 = ")
+    assert "WORK = 1" in (root / "zoo" / "tiny_a.py").read_text()
+    assert materialize("HEAD~1", project, tmp_path / "cache")[0] == root
+    assert root.parent == tmp_path / "cache" / "base"
+    assert not head.startswith(root.name[:12])
+    given, label = materialize(str(project), project, tmp_path / "cache")
+    assert given == project
+    assert label == f"checkout {project}"
