@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: gate smoke latency accuracy memory test lint baseline train clean
+.PHONY: gate pre-merge smoke latency accuracy memory test lint baseline train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	touch $@
 
-## The gate on the bundled default: every CPU case, judged against the committed baselines.
+## The gate on the bundled default: every CPU case, judged against the base revision (the merge
+## base with the upstream, or $$MEDGATE_BASE) when there is one, else the committed baselines.
 gate: $(STAMP)
-	$(BIN)/pytest perf_tests -m cpu
+	$(BIN)/pytest perf_tests -m cpu $$($(BIN)/python -m medgate.base.pick)
 
-## One size per model and backend: the quick pre-merge lane.
+## One size per model and backend against the stored baselines.
 smoke: $(STAMP)
 	$(BIN)/pytest perf_tests -m "smoke and cpu"
+
+## The smoke lane against the base revision (the merge base with the upstream, or $$MEDGATE_BASE),
+## measured side by side in this run; the stored baselines when there is none (docs/base.md).
+pre-merge: $(STAMP)
+	$(BIN)/pytest perf_tests -m "smoke and cpu" $$($(BIN)/python -m medgate.base.pick)
 
 ## Latency and stages of every CPU case against this machine's baselines/latency, and budgets.
 latency: $(STAMP)

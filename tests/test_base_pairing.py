@@ -10,7 +10,7 @@ from medgate.base.pairing import Block, Pair, compare_pairs
 from medgate.core.verdict import Verdict
 
 QUIET = Disturbance(0.0, 0.0)
-BUSY = Disturbance(1.0, 0.0)
+BUSY = Disturbance(1.0, 0.0, 0.2)
 
 
 def _pairs(
@@ -64,16 +64,19 @@ def test_disturbed_pairs_never_decide_a_verdict_on_their_own() -> None:
 
 
 def test_a_block_is_disturbed_by_other_processes_cpu_or_by_steal() -> None:
+    second = round(1 / TICK_S)
     before = CpuTicks(busy=1000, steal=10)
-    # The worker used all the CPU the machine was busy with: quiet.
-    own = 20 * TICK_S
-    assert not Disturbance.between(before, CpuTicks(1020, 10), own, 0.2).disturbed
+    # One second of wall time; the worker used all the CPU the machine was busy with: quiet.
+    assert not Disturbance.between(before, CpuTicks(1000 + second, 10), 1.0, 1.0).disturbed
     # Someone else kept a whole core busy.
-    hog = Disturbance.between(before, CpuTicks(1040, 10), own, 0.2)
-    assert hog.other_cores == pytest.approx(20 * TICK_S / 0.2)
+    hog = Disturbance.between(before, CpuTicks(1000 + 2 * second, 10), 1.0, 1.0)
+    assert hog.other_cores == pytest.approx(1.0)
     assert hog.disturbed
     # The hypervisor stole 10 % of the block.
-    assert Disturbance.between(before, CpuTicks(1020, 10 + 2), own, 0.2).disturbed
+    stolen = Disturbance.between(before, CpuTicks(1000 + second, 10 + second // 10), 1.0, 1.0)
+    assert stolen.disturbed
+    # In a block as short as the counters' rounding, nothing can be told apart from rounding.
+    assert not Disturbance.between(before, CpuTicks(1002, 10), 0.0, 0.01).disturbed
     # No /proc/stat: nothing can be said, nothing is marked.
     assert not Disturbance.between(None, None, 0.2, 0.2).disturbed
 

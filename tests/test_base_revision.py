@@ -167,7 +167,7 @@ def _run(pytester: pytest.Pytester, medgate_cache: Path, *args: str) -> pytest.R
         "--medgate-base=HEAD~1",
         "--device=cpu",
         "--input-sizes=16",
-        "--medgate-base-block-ms=20",
+        "--medgate-base-block-ms=100",
         "-p",
         "no:randomly",
         "-rs",
@@ -233,9 +233,9 @@ def test_real_backends_see_a_model_doing_more_work(
         "-m",
         "latency",
         "-k",
-        "test_latency",
+        "not stages",
     )
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=4)
     assert set(_verdicts(result).values()) == {"REGRESSED"}
 
 
@@ -280,7 +280,12 @@ def test_a_busy_neighbour_never_turns_into_a_false_verdict(
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         result = _run(
-            pytester, medgate_cache, *FAKE, "-k", "not stages", "--medgate-base-identical=measure"
+            pytester,
+            medgate_cache,
+            *FAKE,
+            "-k",
+            "not stages and not throughput",
+            "--medgate-base-identical=measure",
         )
     finally:
         hog.kill()
@@ -308,3 +313,25 @@ def test_a_ref_is_exported_once_and_a_checkout_path_is_used_as_it_is(
     given, label = materialize(str(project), project, tmp_path / "cache")
     assert given == project
     assert label == f"checkout {project}"
+
+
+def test_the_pre_merge_lane_picks_the_merge_base_or_says_why_it_does_not(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medgate.base.pick import pick
+
+    git = _git(project)
+    base = git("rev-parse", "HEAD").strip()
+    monkeypatch.delenv("MEDGATE_BASE", raising=False)
+    monkeypatch.setenv("MEDGATE_UPSTREAM", "main-line")
+    assert pick(project)[0] is None  # no such upstream: stored baselines, and why
+    git("branch", "main-line")
+    ref, why = pick(project)
+    assert ref is None
+    assert "tree is clean" in why
+    (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", work=2))
+    assert pick(project)[0] == base  # uncommitted change on the upstream itself
+    _commit(project, "head")
+    assert pick(project) == (base, "the merge base of HEAD and main-line")
+    monkeypatch.setenv("MEDGATE_BASE", "")
+    assert pick(project)[0] is None

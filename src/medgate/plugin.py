@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import importlib
 import random
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +12,8 @@ import torch
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.backends.base import Session
 from medgate.backends.torch_precision import strict_fp32
-from medgate.base.client import SideSpec
-from medgate.base.revision import BaseRevisionError, materialize
-from medgate.base.run import BaseRun
+from medgate.base.revision import BaseRevisionError
+from medgate.base.run import start_base
 from medgate.core.config import SuiteConfig, add_options
 from medgate.core.files import BaselineError
 from medgate.core.fingerprint import Fingerprint, machine_fingerprint
@@ -97,32 +93,14 @@ def pytest_configure(config: pytest.Config) -> None:
         suite.latency_seed if suite.latency_seed is not None else random.randrange(10**6)
     )
     if suite.base is not None:
-        workspace.attach_base(_base_run(suite, workspace.order_seed))
+        try:
+            workspace.attach_base(start_base(suite, workspace.order_seed))
+        except BaseRevisionError as error:
+            raise pytest.UsageError(f"medgate: {error}") from error
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         workspace.uncaptured = capture.global_and_fixture_disabled
     config.stash[WORKSPACE] = workspace
-
-
-def _base_run(suite: SuiteConfig, seed: int) -> BaseRun:
-    assert suite.base is not None
-    try:
-        root, label = materialize(suite.base, suite.root, suite.cache_dir)
-    except BaseRevisionError as error:
-        raise pytest.UsageError(f"medgate: {error}") from error
-    python = suite.base_python or sys.executable
-    if not Path(python).is_file():
-        raise pytest.UsageError(
-            f"medgate: --medgate-base-python={python}: no such interpreter; give the path of "
-            "the Python whose environment runs the base"
-        )
-    return BaseRun(
-        suite,
-        head=SideSpec("head", suite.root, "working tree"),
-        base=SideSpec("base", root, label, python),
-        log_dir=Path(tempfile.mkdtemp(prefix="medgate-base-logs-")),
-        seed=seed,
-    )
 
 
 def _check_given_files(suite: SuiteConfig) -> None:

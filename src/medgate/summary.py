@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from medgate.base.report import identity_lines, latency_vs_base_table, memory_vs_base_table
 from medgate.gates.accuracy.report import accuracy_tables, missing_baselines
 from medgate.gates.agreement.check import summary_table
 from medgate.gates.latency.report import latency_notes, latency_table
@@ -51,6 +52,16 @@ def write_summary(terminalreporter: Any, workspace: Workspace) -> None:
         terminalreporter.write_line(latency_table(workspace.latency.results.values()))
         for note in latency_notes(workspace.latency.results.values()):
             terminalreporter.write_line(f"medgate: {note}")
+    base = workspace.base
+    if base is not None:
+        if base.latency:
+            terminalreporter.write_sep("-", f"medgate: latency, head vs base {base.base.label}")
+            terminalreporter.write_line(latency_vs_base_table(base.latency.values()))
+        if base.memory:
+            terminalreporter.write_sep("-", f"medgate: memory, head vs base {base.base.label}")
+            terminalreporter.write_line(memory_vs_base_table(base))
+        for line in identity_lines(base):
+            terminalreporter.write_line(f"medgate: {line}")
     for gate in workspace.gates:
         tally = Counter(gate.verdicts().values())
         if tally:

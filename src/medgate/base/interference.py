@@ -11,9 +11,12 @@ STAT = Path("/proc/stat")
 #: ``/proc/stat`` counts in USER_HZ ticks.
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
-#: CPU of other processes, in cores, above which a block counts as disturbed; a tick is 10 ms,
-#: so a 200 ms block reads other work to about 0.1 core.
+#: CPU of other processes, in cores, above which a block counts as disturbed.
 MAX_OTHER_CORES = 0.3
+#: ``/proc/stat`` counts whole ticks per CPU, and the worker's process time has its own
+#: granularity: this much of "other" CPU in a block may be rounding, never a neighbour. A block
+#: must be long against it (``--medgate-base-block-ms``) for the guard to see anything.
+ROUNDING_S = 2 * TICK_S * (os.cpu_count() or 1)
 #: Share of the block's wall time the hypervisor may steal before it counts as disturbed.
 MAX_STEAL = 0.05
 
@@ -43,9 +46,16 @@ class Disturbance:
     other_cores: float
     steal_share: float
 
+    #: The block's wall time, to tell rounding from other work.
+    wall_s: float = 0.0
+
     @property
     def disturbed(self) -> bool:
-        return self.other_cores > MAX_OTHER_CORES or self.steal_share > MAX_STEAL
+        beyond_rounding = self.other_cores * self.wall_s > ROUNDING_S
+        stolen = self.steal_share * self.wall_s > ROUNDING_S
+        return (beyond_rounding and self.other_cores > MAX_OTHER_CORES) or (
+            stolen and self.steal_share > MAX_STEAL
+        )
 
     @classmethod
     def between(
@@ -53,7 +63,7 @@ class Disturbance:
     ) -> Disturbance:
         """``own_cpu_s``: the CPU the measured worker used in the block (its process time)."""
         if before is None or after is None or wall_s <= 0:
-            return cls(0.0, 0.0)
+            return cls(0.0, 0.0, wall_s)
         busy_s = (after.busy - before.busy) * TICK_S
         steal_s = (after.steal - before.steal) * TICK_S
-        return cls(max(0.0, busy_s - own_cpu_s) / wall_s, steal_s / wall_s)
+        return cls(max(0.0, busy_s - own_cpu_s) / wall_s, steal_s / wall_s, wall_s)

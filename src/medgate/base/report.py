@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 
@@ -20,9 +21,9 @@ def _latency_row(result: LatencyVsBase) -> list[str]:
         str(result.rounds_per_block),
         f"{base * 1e3:.3f}",
         f"{head * 1e3:.3f}",
-        f"x{comparison.ratio:.3f}",
-        f"[{comparison.low:.3f}, {comparison.high:.3f}]",
-        f"{comparison.p_value:.2g}",
+        "-" if math.isnan(comparison.ratio) else f"x{comparison.ratio:.3f}",
+        "-" if math.isnan(comparison.low) else f"[{comparison.low:.3f}, {comparison.high:.3f}]",
+        "-" if math.isnan(comparison.ratio) else f"{comparison.p_value:.2g}",
         f"{comparison.tolerance:.0%}",
         str(result.verdict),
     ]
@@ -65,8 +66,10 @@ def memory_vs_base_table(run: BaseRun) -> str:
 def identity_lines(run: BaseRun) -> list[str]:
     lines = []
     for model, identity in sorted(run.identities.items()):
-        if identity.identical:
+        if identity.identical and run.config.base_identical == "skip":
             lines.append(f"{model}: identical to base (not measured)")
+        elif identity.identical:
+            lines.append(f"{model}: identical to base, measured (--medgate-base-identical)")
         else:
             lines.append(
                 f"{model}: measured on both sides; differs in {', '.join(identity.differs)}"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 from medgate.base.client import SideSpec, Worker
 from medgate.base.interference import CpuTicks, Disturbance
 from medgate.base.pairing import Block, Pair, PairedComparison, compare_pairs
+from medgate.base.revision import BaseRevisionError, materialize
 from medgate.core.config import SuiteConfig
 from medgate.core.matrix import Case
 from medgate.core.registry import get_spec
@@ -135,10 +139,10 @@ class BaseRun:
                 self._prepared.add((side, case))
 
     def _block(self, side: str, case: Case, rounds: int) -> Block:
-        before = CpuTicks.now()
+        before, started = CpuTicks.now(), time.perf_counter()
         reply = self.worker(side).ask_case("time", case, rounds=rounds)
-        after = CpuTicks.now()
-        disturbance = Disturbance.between(before, after, reply["cpu_s"], reply["wall_s"])
+        after, wall_s = CpuTicks.now(), time.perf_counter() - started
+        disturbance = Disturbance.between(before, after, reply["request_cpu_s"], wall_s)
         return Block(tuple(reply["seconds"]), disturbance)
 
     def _rounds_per_block(self, case: Case) -> int:
@@ -195,9 +199,29 @@ class BaseRun:
         for case, verdict in self.accuracy.items():
             found[f"{case.id}:accuracy"] = verdict
         for model, identity in self.identities.items():
-            if identity.identical:
+            if identity.identical and self.config.base_identical == "skip":
                 found[model] = Verdict.IDENTICAL
         return found
 
     def write(self) -> list[Path]:
         return []
+
+
+def start_base(suite: SuiteConfig, seed: int) -> BaseRun:
+    """The run against ``suite.base``: the base materialized, no worker started yet.
+    Raises ``BaseRevisionError`` naming the option and the fix."""
+    assert suite.base is not None
+    root, label = materialize(suite.base, suite.root, suite.cache_dir)
+    python = suite.base_python or sys.executable
+    if not Path(python).is_file():
+        raise BaseRevisionError(
+            f"--medgate-base-python={python}: no such interpreter; give the path of the Python "
+            "whose environment runs the base"
+        )
+    return BaseRun(
+        suite,
+        head=SideSpec("head", suite.root, "working tree"),
+        base=SideSpec("base", root, label, python),
+        log_dir=Path(tempfile.mkdtemp(prefix="medgate-base-logs-")),
+        seed=seed,
+    )

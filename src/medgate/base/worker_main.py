@@ -70,6 +70,19 @@ def _module_files(module: str, package: str) -> list[Path]:
     return [seen[name] for name in sorted(seen)]
 
 
+def _settle(limit_s: float = 1.0) -> float:
+    """Wait until this process's threads stop using CPU (ONNX Runtime's intra-op pool spins
+    for a while after a run): the other side's next block must not share the cores with them.
+    Returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        before = time.process_time()
+        time.sleep(0.005)
+        if time.process_time() - before < 0.0005:
+            break
+    return time.perf_counter() - started
+
+
 class Side:
     def __init__(self, args: argparse.Namespace) -> None:
         _put_side_first(Path(args.root))
@@ -203,7 +216,15 @@ class Side:
             cpu_s, wall_s = time.process_time() - cpu_started, clock() - wall_started
         finally:
             gc.enable()
-        return {"seconds": seconds, "cpu_s": cpu_s, "wall_s": wall_s}
+        settle_s = _settle()
+        return {
+            "seconds": seconds,
+            "cpu_s": cpu_s,
+            "wall_s": wall_s,
+            "settle_s": settle_s,
+            # The block and the settling after it: the window the client reads /proc/stat over.
+            "request_cpu_s": time.process_time() - cpu_started,
+        }
 
     def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
         """The case's per-image outcome on this side's test split."""
