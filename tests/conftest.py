@@ -51,7 +51,8 @@ def suite_dir(pytester: pytest.Pytester) -> Path:
         "medgate_zoo = tiny_zoo\n"
         "addopts = -p no:cacheprovider --strict-markers\n"
     )
-    shutil.copy(HERE / "tiny_zoo.py", pytester.path / "tiny_zoo.py")
+    for module in ("tiny_zoo.py", "tiny_data.py"):
+        shutil.copy(HERE / module, pytester.path / module)
     for test_file in ("test_latency.py", "test_agreement.py", "test_accuracy.py", "test_memory.py"):
         shutil.copy(ROOT / "perf_tests" / test_file, pytester.path / test_file)
     return pytester.path

@@ -90,7 +90,8 @@ def test_a_temp_file_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
 
 def _tiny_suite(root: Path) -> None:
     root.mkdir()
-    shutil.copy(HERE / "tiny_zoo.py", root / "tiny_zoo.py")
+    for module in ("tiny_zoo.py", "tiny_data.py"):
+        shutil.copy(HERE / module, root / module)
     for name in ("test_latency.py", "test_accuracy.py", "test_memory.py"):
         shutil.copy(ROOT / "perf_tests" / name, root / name)
     (root / "tox.ini").write_text(

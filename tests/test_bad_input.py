@@ -13,8 +13,8 @@ import torch
 
 from conftest import RunSuite
 from medgate.cli import main
-from medgate.core.config import percentage
 from medgate.core.files import BaselineError, load_json
+from medgate.core.options import percentage
 from medgate.gates.latency.store import read_latency_baseline
 from medgate.training import CheckpointError, read_checkpoint
 

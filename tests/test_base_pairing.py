@@ -9,7 +9,7 @@ from medgate.base.interference import TICK_S, CpuTicks, Disturbance
 from medgate.base.pairing import Block, Pair, compare_pairs
 from medgate.core.verdict import Verdict
 
-QUIET = Disturbance(0.0, 0.0)
+QUIET = Disturbance(0.0, 0.0, 0.2)
 BUSY = Disturbance(1.0, 0.0, 0.2)
 
 
@@ -57,6 +57,20 @@ def test_disturbed_pairs_never_decide_a_verdict_on_their_own() -> None:
     mixed = compare_pairs(clean + hogged, 0.05, min_pairs=12)
     assert mixed.clean == 12
     assert mixed.decided() == Verdict.SAME
+    # A neighbour that loads both blocks alike is cancelled by the pair: those pairs count.
+    steady = [
+        Pair(Block(p.base.seconds, BUSY), Block(p.head.seconds, BUSY), True)
+        for p in _pairs(rng, 1.0, 12)
+    ]
+    assert all(pair.loaded and not pair.disturbed for pair in steady)
+    # ... but load dilutes a slowdown (both blocks wait alike): a loaded "same" is not trusted,
+    # while a slowdown that shows through the load is still one.
+    assert compare_pairs(steady, 0.05).decided() == Verdict.TOO_NOISY
+    slower = [
+        Pair(Block(p.base.seconds, BUSY), Block(p.head.seconds, BUSY), True)
+        for p in _pairs(rng, 1.15, 12)
+    ]
+    assert compare_pairs(slower, 0.05).decided() == Verdict.REGRESSED
     # With only disturbed pairs there is no verdict either way.
     only = compare_pairs(hogged, 0.05, min_pairs=8)
     assert only.clean == 0
@@ -86,3 +100,11 @@ def test_proc_stat_is_read_where_there_is_one() -> None:
     if ticks is None:
         pytest.skip("this machine has no /proc/stat")
     assert ticks.busy > 0
+
+
+def test_a_second_read_confirms_a_regression_by_its_point_estimate_and_significance() -> None:
+    rng = np.random.default_rng(5)
+    assert compare_pairs(_pairs(rng, 1.09, 12, noise=0.05), 0.05).confirms_regression
+    assert not compare_pairs(_pairs(rng, 1.0, 12), 0.05).confirms_regression
+    # Too few pairs the machine left alone: no confirmation either.
+    assert not compare_pairs(_pairs(rng, 1.09, 4), 0.05, min_pairs=8).confirms_regression

@@ -17,29 +17,11 @@ from conftest import AVX2_ONLY_CPU, HERE, ROOT
 from medgate.base.revision import BaseRevisionError, materialize
 
 PARTS = '''
-import numpy as np
 import torch
 from torch import nn
 
-from medgate import ModelSpec, StagedClassifier, SyntheticRecipe, TrainRecipe
-
-
-def squares(rng, labels):
-    images = rng.integers(0, 80, size=(len(labels), 16, 16), dtype=np.uint8)
-    bright = labels == 1
-    images[bright, 4:12, 4:12] += rng.integers(40, 120, size=(int(bright.sum()), 1, 1)).astype(
-        np.uint8
-    )
-    return images
-
-
-RECIPE = SyntheticRecipe(
-    name="tiny_squares",
-    classes=("background", "square"),
-    generate=squares,
-    native_size=16,
-    split_sizes=(("train", 96), ("val", 16), ("test", 400)),
-)
+from medgate import ModelSpec, StagedClassifier, TrainRecipe
+from tiny_data import RECIPE
 
 
 def spec(name):
@@ -133,7 +115,8 @@ def project(pytester: pytest.Pytester) -> Path:
     (zoo / "parts.py").write_text(PARTS)
     (zoo / "tiny_a.py").write_text(_model("tiny_a"))
     (zoo / "tiny_b.py").write_text(_model("tiny_b"))
-    shutil.copy(HERE / "fake_backend.py", root / "fake_backend.py")
+    for module in ("fake_backend.py", "tiny_data.py"):
+        shutil.copy(HERE / module, root / module)
     for test_file in ("test_latency.py", "test_accuracy.py", "test_memory.py"):
         shutil.copy(ROOT / "perf_tests" / test_file, root / test_file)
     _git(root)("init", "-q")
@@ -181,7 +164,7 @@ def _verdicts(result: pytest.RunResult) -> dict[str, str]:
     for line in result.stdout.lines:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if line.startswith("|") and re.match(r"tiny_[ab]-", cells[0]):
-            found[cells[0]] = cells[-1]
+            found[cells[0]] = cells[-1].split(" (")[0]  # the verdict, not its confirmation
     return found
 
 
@@ -210,13 +193,25 @@ def test_a_slower_model_is_regressed_and_the_other_is_not_measured(
 ) -> None:
     (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", cost=1.12))
     _commit(project, "head: tiny_a 12 % slower")
-    result = _run(pytester, medgate_cache, *FAKE, "-k", "not stages")
+    result = _run(pytester, medgate_cache, *FAKE, "-k", "not stages", "--benchmark-autosave")
     result.assert_outcomes(failed=4, skipped=4)
     result.stdout.fnmatch_lines(["*tiny_a-fake_speed-fp32-16-bs1-cpu*slower than the base*"])
     verdicts = _verdicts(result)
     assert set(verdicts) == {case for case in verdicts if case.startswith("tiny_a-")}
     assert set(verdicts.values()) == {"REGRESSED"}
+    # Each was confirmed in a fresh pair of worker processes before it failed its test.
+    result.stdout.fnmatch_lines(["*slower than the base*confirmed in fresh processes*"])
     result.stdout.fnmatch_lines(["*identical to base: tiny_b's*"])
+    # Both sides are pytest-benchmark runs of their own: its own tooling compares them.
+    (base_run,) = project.glob(".benchmarks/*/0001_medgate-base.json")
+    (head_run,) = project.glob(".benchmarks/*/0002_medgate-head.json")
+    compare = subprocess.run(
+        [Path(sys.executable).with_name("pytest-benchmark"), "compare", base_run, head_run],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert compare.stdout.count("test_latency[tiny_a-fake_speed-fp32-16-bs1-cpu]") == 2
 
 
 def test_real_backends_see_a_model_doing_more_work(
@@ -335,3 +330,12 @@ def test_the_pre_merge_lane_picks_the_merge_base_or_says_why_it_does_not(
     assert pick(project) == (base, "the merge base of HEAD and main-line")
     monkeypatch.setenv("MEDGATE_BASE", "")
     assert pick(project)[0] is None
+
+
+def test_a_base_python_that_does_not_exist_is_one_error_naming_the_option(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    _commit(project, "head")
+    result = _run(pytester, medgate_cache, *FAKE, "--medgate-base-python=/no/such/python", "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--medgate-base-python=/no/such/python: no such interpreter*"])

@@ -10,29 +10,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
+from tiny_data import RECIPE
 from torch import nn
 
-from medgate import ModelSpec, StagedClassifier, SyntheticRecipe, TrainRecipe, register_model
-
-
-def squares(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-    images = rng.integers(0, 80, size=(len(labels), 16, 16), dtype=np.uint8)
-    bright = labels == 1
-    images[bright, 4:12, 4:12] += rng.integers(40, 120, size=(int(bright.sum()), 1, 1)).astype(
-        np.uint8
-    )
-    return images
-
-
-RECIPE = SyntheticRecipe(
-    name="tiny_squares",
-    classes=("background", "square"),
-    generate=squares,
-    native_size=16,
-    split_sizes=(("train", 96), ("val", 16), ("test", 400)),
-)
+from medgate import ModelSpec, StagedClassifier, TrainRecipe, register_model
 
 SPEC = ModelSpec(
     name="tiny_cnn",

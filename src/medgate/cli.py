@@ -13,7 +13,6 @@ import torch
 from tabulate import tabulate
 
 import medgate.backends  # noqa: F401  (registers the built-in backends)
-from medgate.core.config import comma_list, default_cache_dir, model_paths, thread_count
 from medgate.core.matrix import (
     Case,
     MatrixSpec,
@@ -22,6 +21,7 @@ from medgate.core.matrix import (
     machine_skip_reason,
     select_models,
 )
+from medgate.core.options import comma_list, default_cache_dir, model_paths, thread_count
 from medgate.core.registry import UnknownNameError, get_spec, list_backends
 from medgate.data import DatasetError, load_dataset
 from medgate.report import render

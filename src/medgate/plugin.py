@@ -12,9 +12,10 @@ import torch
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.backends.base import Session
 from medgate.backends.torch_precision import strict_fp32
+from medgate.base.benchmark_runs import save_sides
 from medgate.base.revision import BaseRevisionError
 from medgate.base.run import start_base
-from medgate.core.config import SuiteConfig, add_options
+from medgate.core.config import SuiteConfig
 from medgate.core.files import BaselineError
 from medgate.core.fingerprint import Fingerprint, machine_fingerprint
 from medgate.core.machine import machine_facts
@@ -26,6 +27,7 @@ from medgate.core.matrix import (
     check_sizes,
     select_models,
 )
+from medgate.core.options import add_options
 from medgate.core.registry import UnknownNameError
 from medgate.data import DatasetError
 from medgate.gates.latency.store import latency_dir
@@ -279,9 +281,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Record baselines under ``--update-baselines``, unless the run was cut short."""
+    """Record baselines under ``--update-baselines``, unless the run was cut short; save both
+    sides of a run against the base as pytest-benchmark runs when it was asked to save."""
     workspace = session.config.stash.get(WORKSPACE, None)
-    if workspace is None or not workspace.config.update_baselines:
+    if workspace is None:
+        return
+    base = workspace.base
+    if base is not None:
+        for name in save_sides(session.config, base, base.latency.values()):
+            base.notes.append(f"saved the {name} rounds as a pytest-benchmark run")
+    if not workspace.config.update_baselines:
         return
     if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return

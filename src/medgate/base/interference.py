@@ -1,5 +1,6 @@
-"""Whether the machine was disturbed while a block was timed: CPU that neither side used, and
-time the hypervisor stole, read from ``/proc/stat`` around the block."""
+"""Whether the machine was disturbed while a block was timed: CPU that the timed side did not
+use, and time the hypervisor stole, read from ``/proc/stat`` around the block. A pair whose two
+blocks saw different disturbance is left out of the verdict."""
 
 from __future__ import annotations
 
@@ -55,6 +56,17 @@ class Disturbance:
         stolen = self.steal_share * self.wall_s > ROUNDING_S
         return (beyond_rounding and self.other_cores > MAX_OTHER_CORES) or (
             stolen and self.steal_share > MAX_STEAL
+        )
+
+    def differs_from(self, other: Disturbance) -> bool:
+        """Whether the two blocks of a pair ran on differently loaded machines. A neighbour that
+        loads both alike slows both alike, which the pair's ratio cancels; one that comes or
+        goes between them does not."""
+        wall_s = min(self.wall_s, other.wall_s)
+        cores = abs(self.other_cores - other.other_cores)
+        steal = abs(self.steal_share - other.steal_share)
+        return (cores > MAX_OTHER_CORES and cores * wall_s > ROUNDING_S) or (
+            steal > MAX_STEAL and steal * wall_s > ROUNDING_S
         )
 
     @classmethod

@@ -1,7 +1,8 @@
 """Paired, interleaved latency: blocks of rounds of the base and of the head alternate in a
 random order; each pair's ratio (head median over base median) cancels the machine's drift,
-which moves both blocks of a pair alike. The verdict comes from the pairs the machine left
-alone: the median pair ratio, its bootstrap interval and a Wilcoxon signed-rank test."""
+which moves both blocks of a pair alike. The verdict comes from the pairs whose two blocks ran
+on an equally loaded machine: the median pair ratio, its bootstrap interval and a Wilcoxon
+signed-rank test."""
 
 from __future__ import annotations
 
@@ -42,7 +43,13 @@ class Pair:
 
     @property
     def disturbed(self) -> bool:
-        return self.base.disturbance.disturbed or self.head.disturbance.disturbed
+        """The machine's load changed between the two blocks: the ratio is not a fair one."""
+        return self.base.disturbance.differs_from(self.head.disturbance)
+
+    @property
+    def loaded(self) -> bool:
+        """Both blocks ran beside other work: a fair ratio, but a noisier one."""
+        return self.base.disturbance.disturbed and self.head.disturbance.disturbed
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,14 @@ class PairedComparison:
     tolerance: float
     alpha: float
     min_pairs: int
+    #: Undisturbed pairs whose two blocks both ran beside other work.
+    loaded: int = 0
+
+    @property
+    def mostly_loaded(self) -> bool:
+        """Load beside both blocks dilutes a slowdown (both wait alike): a loaded machine can
+        show a regression, but its "same" is not trusted."""
+        return 2 * self.loaded > self.clean
 
     @property
     def verdict(self) -> Verdict:
@@ -67,7 +82,7 @@ class PairedComparison:
         limit = 1 + self.tolerance
         if self.low > limit and self.p_value < self.alpha:
             return Verdict.REGRESSED
-        if self.high <= limit:
+        if self.high <= limit and not self.mostly_loaded:
             return Verdict.SAME
         return Verdict.TOO_NOISY
 
@@ -81,7 +96,17 @@ class PairedComparison:
             return Verdict.TOO_NOISY
         if self.ratio > 1 + self.tolerance and self.p_value < self.alpha:
             return Verdict.REGRESSED
-        return Verdict.SAME
+        return Verdict.TOO_NOISY if self.mostly_loaded else Verdict.SAME
+
+    @property
+    def confirms_regression(self) -> bool:
+        """As a second read of a case the first read called REGRESSED: slower beyond the
+        tolerance by its point estimate, and significantly slower at all."""
+        return (
+            self.clean >= self.min_pairs
+            and self.ratio > 1 + self.tolerance
+            and self.p_value < self.alpha
+        )
 
     def describe(self) -> str:
         return (
@@ -99,9 +124,19 @@ def compare_pairs(
     confidence: float = 0.95,
 ) -> PairedComparison:
     clean = [pair.ratio for pair in pairs if not pair.disturbed]
+    loaded = sum(pair.loaded for pair in pairs if not pair.disturbed)
     if len(clean) < 2:
         return PairedComparison(
-            math.nan, math.nan, math.nan, 1.0, len(pairs), len(clean), tolerance, alpha, min_pairs
+            math.nan,
+            math.nan,
+            math.nan,
+            1.0,
+            len(pairs),
+            len(clean),
+            tolerance,
+            alpha,
+            min_pairs,
+            loaded,
         )
     # Imported here: scipy.stats takes about a second to import.
     from scipy import stats
@@ -122,4 +157,5 @@ def compare_pairs(
         tolerance=tolerance,
         alpha=alpha,
         min_pairs=min_pairs,
+        loaded=loaded,
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from medgate.base.run import BaseRun, LatencyVsBase
+from medgate.core.verdict import Verdict
 
 
 def _latency_row(result: LatencyVsBase) -> list[str]:
@@ -17,7 +18,7 @@ def _latency_row(result: LatencyVsBase) -> list[str]:
     head = statistics.median(pair.head.median for pair in result.pairs)
     return [
         result.case.id,
-        f"{len(result.pairs)} ({result.disturbed} disturbed)",
+        f"{len(result.pairs)} ({result.disturbed} disturbed, {result.loaded} loaded)",
         str(result.rounds_per_block),
         f"{base * 1e3:.3f}",
         f"{head * 1e3:.3f}",
@@ -25,8 +26,17 @@ def _latency_row(result: LatencyVsBase) -> list[str]:
         "-" if math.isnan(comparison.low) else f"[{comparison.low:.3f}, {comparison.high:.3f}]",
         "-" if math.isnan(comparison.ratio) else f"{comparison.p_value:.2g}",
         f"{comparison.tolerance:.0%}",
-        str(result.verdict),
+        str(result.verdict) + _confirmation(result),
     ]
+
+
+def _confirmation(result: LatencyVsBase) -> str:
+    """A first REGRESSED read is re-measured in fresh processes: what they read."""
+    again = result.confirmation
+    if again is None or math.isnan(again.ratio):
+        return ""
+    confirmed = "confirmed" if result.verdict == Verdict.REGRESSED else "not confirmed"
+    return f" ({confirmed} in fresh processes: x{again.ratio:.3f})"
 
 
 def latency_vs_base_table(results: Iterable[LatencyVsBase]) -> str:
