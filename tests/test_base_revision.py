@@ -99,8 +99,8 @@ def _model(name: str, **changes: object) -> str:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Path:
-    """A git repository: a zoo package of two models (tiny_a, tiny_b), medgate's perf tests, the
-    fake backend; one commit, the base."""
+    """A git repository: a zoo package of three models (tiny_a, tiny_b, tiny_c), medgate's perf
+    tests, the fake backend; one commit, the base."""
     root = pytester.path
     pytester.makeini(
         "[pytest]\n"
@@ -111,10 +111,11 @@ def project(pytester: pytest.Pytester) -> Path:
     pytester.makeconftest(AVX2_ONLY_CPU)
     zoo = root / "zoo"
     zoo.mkdir()
-    (zoo / "__init__.py").write_text("from zoo import tiny_a, tiny_b  # noqa: F401\n")
+    (zoo / "__init__.py").write_text("from zoo import tiny_a, tiny_b, tiny_c  # noqa: F401\n")
     (zoo / "parts.py").write_text(PARTS)
     (zoo / "tiny_a.py").write_text(_model("tiny_a"))
     (zoo / "tiny_b.py").write_text(_model("tiny_b"))
+    (zoo / "tiny_c.py").write_text(_model("tiny_c"))
     for module in ("fake_backend.py", "tiny_data.py"):
         shutil.copy(HERE / module, root / module)
     for test_file in ("test_latency.py", "test_accuracy.py", "test_memory.py"):
@@ -163,7 +164,7 @@ def _verdicts(result: pytest.RunResult) -> dict[str, str]:
     found = {}
     for line in result.stdout.lines:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if line.startswith("|") and re.match(r"tiny_[ab]-", cells[0]):
+        if line.startswith("|") and re.match(r"tiny_[abc]-", cells[0]):
             found[cells[0]] = cells[-1].split(" (")[0]  # the verdict, not its confirmation
     return found
 
@@ -175,16 +176,16 @@ def test_a_and_a_on_unchanged_code_raises_no_false_alarm(
     pytester: pytest.Pytester, project: Path, medgate_cache: Path
 ) -> None:
     _commit(project, "head: nothing changed")
-    skipped = _run(pytester, medgate_cache, *FAKE, "-k", "not stages")
-    skipped.assert_outcomes(skipped=8)
+    every = (*FAKE[:1], "--precisions=fp32,fp16,int8-dynamic,int8-static", *FAKE[2:])
+    every += ("-k", "not stages")
+    skipped = _run(pytester, medgate_cache, *every)
+    skipped.assert_outcomes(skipped=24)
     skipped.stdout.fnmatch_lines(["*identical to base: tiny_a's engine, model code*"])
 
-    measured = _run(
-        pytester, medgate_cache, *FAKE, "-k", "not stages", "--medgate-base-identical=measure"
-    )
-    measured.assert_outcomes(passed=8)
+    measured = _run(pytester, medgate_cache, *every, "--medgate-base-identical=measure")
+    measured.assert_outcomes(passed=24)
     verdicts = _verdicts(measured)
-    assert len(verdicts) == 8
+    assert len(verdicts) == 24
     assert "REGRESSED" not in verdicts.values()
 
 
@@ -201,7 +202,7 @@ def test_a_slower_model_is_regressed_and_the_other_is_not_measured(
         "not stages and not throughput",
         "--benchmark-autosave",
     )
-    result.assert_outcomes(failed=2, skipped=2)
+    result.assert_outcomes(failed=2, skipped=4)
     result.stdout.fnmatch_lines(["*tiny_a-fake_speed-fp32-16-bs1-cpu*slower than the base*"])
     verdicts = _verdicts(result)
     assert set(verdicts) == {case for case in verdicts if case.startswith("tiny_a-")}
@@ -249,7 +250,7 @@ def test_a_lower_positive_bias_regresses_sensitivity_against_the_base(
     result = _run(
         pytester, medgate_cache, "--backends=eager", "--precisions=fp32", "-m", "accuracy"
     )
-    result.assert_outcomes(failed=1, skipped=1)
+    result.assert_outcomes(failed=1, skipped=2)
     result.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs64-cpu*vs base sensitivity: REGRESSED*"])
 
 
@@ -285,6 +286,7 @@ def test_a_busy_neighbour_never_turns_into_a_false_verdict(
             pytester,
             medgate_cache,
             *FAKE,
+            "--models=tiny_a",
             "-k",
             "not stages and not throughput",
             "--medgate-base-identical=measure",
