@@ -188,6 +188,24 @@ def test_a_and_a_on_unchanged_code_raises_no_false_alarm(
     assert len(verdicts) == 24
     assert "REGRESSED" not in verdicts.values()
 
+    # Accuracy and memory against an identical base pass too.
+    others = _run(
+        pytester,
+        medgate_cache,
+        "--backends=eager",
+        "--precisions=fp32",
+        "--models=tiny_a",
+        "-p",
+        "memray",
+        "-m",
+        "accuracy or memory",
+        "-k",
+        "not session",
+        "--medgate-base-identical=measure",
+    )
+    others.assert_outcomes(passed=2)
+    others.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs16-cpu*same*"])
+
 
 def test_a_slower_model_is_regressed_and_the_other_is_not_measured(
     pytester: pytest.Pytester, project: Path, medgate_cache: Path
