@@ -49,6 +49,7 @@ def suite_dir(pytester: pytest.Pytester) -> Path:
         "[pytest]\n"
         "pythonpath = .\n"
         "medgate_zoo = tiny_zoo\n"
+        "medgate_peak_size = 256\n"
         "addopts = -p no:cacheprovider --strict-markers\n"
     )
     for module in ("tiny_zoo.py", "tiny_data.py"):

@@ -25,6 +25,10 @@ from medgate.core.options import comma_list, default_cache_dir, model_paths, thr
 from medgate.core.registry import UnknownNameError, get_spec, list_backends
 from medgate.data import DatasetError, load_dataset
 from medgate.report import render
+from medgate.results.markdown import headline
+from medgate.results.merge import merge
+from medgate.results.schema import load as load_results
+from medgate.results.write import write_report
 from medgate.training import (
     CheckpointError,
     TrainingError,
@@ -118,9 +122,21 @@ def _capabilities(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _benchmarks(args: argparse.Namespace) -> int:
     print(render(args.json, largest_only=args.largest))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """One report of one or several results files (shards of one run, merged)."""
+    documents = [(str(path), load_results(path)) for path in args.results]
+    document = merge(documents) if len(documents) > 1 else documents[0][1]
+    directory = args.out or args.results[0].parent
+    written = write_report(document, directory, results=len(documents) > 1 or args.out is not None)
+    print(written.read_text())
+    print(f"medgate: wrote {written}", file=sys.stderr)
+    passed, _ = headline(document)
+    return 0 if passed else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,9 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "capabilities", help="which backend x precision x device combinations run, and why not"
     )
     capabilities.set_defaults(run=_capabilities)
-    report = commands.add_parser("report", help="a table of a pytest-benchmark JSON file")
-    report.add_argument("json", type=Path, help="a --benchmark-json or --benchmark-save file")
-    report.add_argument("--largest", action="store_true", help="each model's largest size only")
+    benchmarks = commands.add_parser("benchmarks", help="a table of a pytest-benchmark JSON file")
+    benchmarks.add_argument("json", type=Path, help="a --benchmark-json or --benchmark-save file")
+    benchmarks.add_argument("--largest", action="store_true", help="each model's largest size only")
+    benchmarks.set_defaults(run=_benchmarks)
+    report = commands.add_parser(
+        "report",
+        help="report.md and plots of results.json files (several: the shards of one run, merged)",
+    )
+    report.add_argument("results", type=Path, nargs="+", help="results.json files")
+    report.add_argument(
+        "--out", type=Path, default=None, help="directory (default: the first file's)"
+    )
     report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     _import_zoo(args.zoo)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,11 +36,14 @@ from medgate.gates.latency.store import latency_dir
 from medgate.gates.memory.markers import limit_memory_marks
 from medgate.gates.memory.memray_peak import memray_peak
 from medgate.markers import MARKERS, TestOptions, case_marks
+from medgate.results.run import RunClock, finish_report
 from medgate.summary import write_summary
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
 
 WORKSPACE = pytest.StashKey[Workspace]()
+CLOCK = pytest.StashKey[RunClock]()
+REPORT = pytest.StashKey[Path]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -52,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[CLOCK] = clock = RunClock()
+    config.pluginmanager.register(clock, "medgate-clock")
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     suite = SuiteConfig.from_pytest_config(config)
@@ -227,12 +234,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not running:
         return
     workspace = workspace_of(config)
+    started = time.perf_counter()
     with workspace.uncaptured():
         for model in sorted({case.model for _, case in running}):
             try:
                 workspace.weights(model)
             except (DatasetError, CheckpointError) as error:
                 raise pytest.UsageError(f"medgate: model {model}: {error}") from error
+    config.stash[CLOCK].add_step("training", time.perf_counter() - started)
     # A broken baseline file is one error before the run, not the same failure on every case.
     for model in sorted(
         {case.model for item, case in running if item.get_closest_marker("accuracy")}
@@ -252,6 +261,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     identity = workspace.base.identity(case.model)
     if identity.identical and workspace.config.base_identical == "skip":
+        workspace.base.identical_cases.append(case)
         pytest.skip(
             f"identical to base: {case.model}'s engine, model code, weights, data and library "
             "versions hash the same on both sides"
@@ -282,7 +292,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record baselines under ``--update-baselines``, unless the run was cut short; save both
-    sides of a run against the base as pytest-benchmark runs when it was asked to save."""
+    sides of a run against the base as pytest-benchmark runs when it was asked to save; write
+    the run's report."""
     workspace = session.config.stash.get(WORKSPACE, None)
     if workspace is None:
         return
@@ -290,17 +301,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if base is not None:
         for name in save_sides(session.config, base, base.latency.values()):
             base.notes.append(f"saved the {name} rounds as a pytest-benchmark run")
-    if not workspace.config.update_baselines:
+    if workspace.config.update_baselines and exitstatus in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.TESTS_FAILED,
+    ):
+        workspace.baselines_written = [path for gate in workspace.gates for path in gate.write()]
+    if session.config.option.collectonly:
         return
-    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        return
-    workspace.baselines_written = [path for gate in workspace.gates for path in gate.write()]
+    with workspace.uncaptured():
+        written = finish_report(workspace, session.config.stash[CLOCK], int(exitstatus))
+    if written is not None:
+        session.config.stash[REPORT] = written
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     workspace = config.stash.get(WORKSPACE, None)
-    if workspace is not None:
-        write_summary(terminalreporter, workspace)
+    if workspace is None:
+        return
+    write_summary(terminalreporter, workspace)
+    if not config.option.collectonly:
+        terminalreporter.write_line(f"medgate: {config.stash[CLOCK].line()}")
+    report = config.stash.get(REPORT, None)
+    if report is not None:
+        terminalreporter.write_line(f"medgate: report {report} (results.json, plots/ beside it)")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -112,6 +112,8 @@ class BaseRun:
     latency: dict[Case, LatencyVsBase] = field(default_factory=dict)
     memory: dict[Case, MemoryVsBase] = field(default_factory=dict)
     accuracy: dict[Case, Verdict] = field(default_factory=dict)
+    #: Cases not measured because every input of their model hashes the same on both sides.
+    identical_cases: list[Case] = field(default_factory=list)
     #: A worker failed a request: its log is kept for the reader of the error.
     failed: bool = False
     _workers: dict[str, Worker] = field(default_factory=dict)

@@ -45,6 +45,11 @@ class SuiteConfig:
     base_tolerance: float = 0.05
     base_pairs: int = 12
     base_block_s: float = 0.2
+    #: None: no report is written (``--medgate-report=off``).
+    report_dir: Path | None = None
+    shard: str = ""
+    peak_size: int = 2048
+    watts_per_thread: float = 5.0
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> SuiteConfig:
@@ -90,6 +95,12 @@ class SuiteConfig:
             base_tolerance=values["medgate_base_tolerance"],
             base_pairs=values["medgate_base_pairs"],
             base_block_s=values["medgate_base_block_ms"] / 1000,
+            report_dir=None
+            if values["medgate_report"] == "off"
+            else _rooted(root, Path(values["medgate_report"]).expanduser()),
+            shard=values["medgate_shard"],
+            peak_size=values["medgate_peak_size"],
+            watts_per_thread=values["medgate_watts_per_thread"],
             zoo=tuple(config.getini("medgate_zoo")),
         )
 

@@ -74,6 +74,16 @@ def percentage(value: str) -> float:
     return number / 100
 
 
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a finite number > 0")
+    return number
+
+
 def non_negative_int(value: str) -> int:
     if value.strip() == "0":
         return 0
@@ -237,6 +247,32 @@ OPTIONS = (
         positive_int,
         "200",
         "milliseconds of rounds in one block of a pair",
+    ),
+    Option(
+        "--medgate-report",
+        str,
+        "medgate-report",
+        "directory of the run's results.json, report.md and plots (relative to the rootdir); "
+        "'off' writes none",
+    ),
+    Option(
+        "--medgate-shard",
+        str,
+        "",
+        "name of this run when it is one shard of several (default: the models it ran); "
+        "`medgate report` merges shards",
+    ),
+    Option(
+        "--medgate-peak-size",
+        positive_int,
+        "2048",
+        "side of the square GEMMs that measure the machine's peak per dtype (roofline)",
+    ),
+    Option(
+        "--medgate-watts-per-thread",
+        positive_float,
+        "5",
+        "watts one busy thread is assumed to draw where no RAPL counter measures it (energy)",
     ),
     Option("--baseline-dir", str, "baselines", "committed baselines (accuracy/, memory/)"),
     Option("--cache-dir", str, "", "trained checkpoints, datasets, exports ($MEDGATE_CACHE_DIR)"),

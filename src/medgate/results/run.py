@@ -1,0 +1,105 @@
+"""The report at the end of a run: the wall time of each lane, the machine's peaks and power
+measured after the last case, the document gathered and written."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from medgate.core.energy import PowerModel, power_model
+from medgate.core.peaks import Peaks, measure_peaks
+from medgate.results.collect import collect
+from medgate.results.write import write_report
+from medgate.workspace import Workspace
+
+#: The lanes a test's markers name; a test with none of them counts as "other".
+LANES = ("latency", "accuracy", "memory", "agreement")
+
+
+@dataclass
+class RunClock:
+    """Seconds spent per lane (the setup, call and teardown of each test) and per step."""
+
+    started: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+    started_s: float = field(default_factory=time.perf_counter)
+    lanes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: Case id -> the reason of a declared known failure (``xfail``) that failed as declared.
+    known: dict[str, str] = field(default_factory=dict)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A pytest hook (the clock is registered as a plugin): each phase's duration."""
+        lane = next((name for name in LANES if name in report.keywords), "other")
+        self.lanes[lane] += report.duration
+        reason = getattr(report, "wasxfail", None)
+        if reason is not None and report.skipped and report.nodeid.endswith("]"):
+            case_id = report.nodeid.rsplit("[", 1)[-1][:-1]
+            self.known[case_id] = reason or "declared xfail"
+
+    def add_step(self, step: str, seconds: float) -> None:
+        self.lanes[step] += seconds
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started_s
+
+    def line(self) -> str:
+        parts = [f"{lane} {seconds:.0f} s" for lane, seconds in self.lanes.items() if seconds]
+        return f"wall time {self.wall_s:.0f} s: {', '.join(parts) or 'nothing ran'}"
+
+
+OUTCOMES = {0: "passed", 1: "failed", 2: "interrupted", 5: "passed"}
+
+
+def machine_roofs(workspace: Workspace) -> tuple[Peaks | None, PowerModel | None]:
+    """The peaks and the power model of the device the run timed on; none when nothing was
+    timed (no latency figure to hold against them)."""
+    config = workspace.config
+    timed = [r.case for r in workspace.latency.results.values()]
+    if workspace.base is not None:
+        timed += list(workspace.base.latency)
+    if not timed:
+        return None, None
+    device = "cuda" if any(c.device == "cuda" for c in timed) else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        device = "cpu"
+    peaks = measure_peaks(device, config.threads, config.peak_size)
+    size = config.peak_size
+    a = torch.randn(size, size, device=device)
+
+    def load() -> None:
+        torch.mm(a, a)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return peaks, power_model(device, config.threads, config.watts_per_thread, load)
+
+
+def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Path | None:
+    """Write the run's report under ``--medgate-report``; None when it is off."""
+    directory = workspace.config.report_dir
+    if directory is None:
+        return None
+    started = time.perf_counter()
+    peaks, power = machine_roofs(workspace)
+    clock.add_step("peaks", time.perf_counter() - started)
+    notes = [note for gate in workspace.gates for note in gate.notes]
+    document = collect(
+        workspace,
+        started=clock.started,
+        wall_s=clock.wall_s,
+        lanes_s=clock.lanes,
+        outcome=OUTCOMES.get(int(exitstatus), "error"),
+        peaks=peaks,
+        power=power,
+        notes=notes,
+        known=clock.known,
+    )
+    written = write_report(document, directory)
+    clock.add_step("report", time.perf_counter() - started)
+    return written
