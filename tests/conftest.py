@@ -49,7 +49,6 @@ def suite_dir(pytester: pytest.Pytester) -> Path:
         "[pytest]\n"
         "pythonpath = .\n"
         "medgate_zoo = tiny_zoo\n"
-        "medgate_peak_size = 256\n"
         "addopts = -p no:cacheprovider --strict-markers\n"
     )
     for module in ("tiny_zoo.py", "tiny_data.py"):
@@ -68,6 +67,8 @@ def run_suite(pytester: pytest.Pytester, suite_dir: Path, medgate_cache: Path) -
             f"--cache-dir={medgate_cache}",
             "--benchmark-max-time=0.02",
             "--benchmark-min-rounds=5",
+            # The roofline's peak GEMMs at a size that takes milliseconds, not seconds.
+            "--medgate-peak-size=256",
             "-p",
             "no:randomly",
             *args,

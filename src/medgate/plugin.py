@@ -226,6 +226,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if config.option.collectonly:
         return
+    config.stash[CLOCK].case_tests = {
+        item.nodeid for item in session.items if _case_of(item) is not None
+    }
     running = [
         (item, case)
         for item in session.items
@@ -319,7 +322,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if workspace is None:
         return
     write_summary(terminalreporter, workspace)
-    if not config.option.collectonly:
+    if config.stash[CLOCK].cases:
         terminalreporter.write_line(f"medgate: {config.stash[CLOCK].line()}")
     report = config.stash.get(REPORT, None)
     if report is not None:

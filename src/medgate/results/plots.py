@@ -187,8 +187,10 @@ def distributions(row: Mapping[str, Any], path: Path) -> Path | None:
         tick_labels=[f"reference ({row['reference']['kind']})", "now"],
         showfliers=True,
     )
-    axes.set_ylabel("seconds per round (ms)")
-    axes.set_title(f"{row['case']}: {row['metric']} {row['verdict']}", fontsize=9)
+    axes.set_ylabel("time per round (ms)")
+    ratio = f" x{row['delta']:.3f}" if row["delta"] is not None else ""
+    interval = f" [{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]" if row["ci"] else ""
+    axes.set_title(f"{row['case']}: {row['metric']}{ratio}{interval} {row['verdict']}", fontsize=9)
     axes.grid(alpha=0.3)
     return _save(figure, path)
 

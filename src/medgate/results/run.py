@@ -31,9 +31,16 @@ class RunClock:
     lanes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     #: Case id -> the reason of a declared known failure (``xfail``) that failed as declared.
     known: dict[str, str] = field(default_factory=dict)
+    #: Node ids of the collected tests that measure a case; only they are timed.
+    case_tests: set[str] = field(default_factory=set)
+    #: Tests of the run that ran a case (their call phase).
+    cases: int = 0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """A pytest hook (the clock is registered as a plugin): each phase's duration."""
+        if report.nodeid not in self.case_tests:
+            return
+        self.cases += report.when == "call"
         lane = next((name for name in LANES if name in report.keywords), "other")
         self.lanes[lane] += report.duration
         reason = getattr(report, "wasxfail", None)
@@ -81,9 +88,10 @@ def machine_roofs(workspace: Workspace) -> tuple[Peaks | None, PowerModel | None
 
 
 def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Path | None:
-    """Write the run's report under ``--medgate-report``; None when it is off."""
+    """Write the run's report under ``--medgate-report``; None when it is off or when the run
+    measured no case (a session of other tests that merely loads the plugin)."""
     directory = workspace.config.report_dir
-    if directory is None:
+    if directory is None or not clock.cases:
         return None
     started = time.perf_counter()
     peaks, power = machine_roofs(workspace)
