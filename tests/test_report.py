@@ -110,7 +110,8 @@ def test_the_injected_regression_heads_the_report_and_shards_merge_into_one(
 
     # Every case has its roofline efficiency against the peak measured in the run.
     timed = [case for case in document["cases"] if "latency" in case]
-    assert timed and all(case["latency"]["efficiency"] > 0 for case in timed)
+    assert timed
+    assert all(case["latency"]["efficiency"] > 0 for case in timed)
     assert document["shards"][0]["peaks"]["by_dtype"]["fp32"]["flops"] > 0
     assert document["shards"][0]["power"]["source"] in ("rapl", "assumed")
 
@@ -244,14 +245,18 @@ def test_peaks_name_their_best_kernel_and_why_a_class_has_none(
     monkeypatch.setattr(peaks, "cpu", lambda: fake)
     measured = peaks.measure_peaks("cpu", threads=1, size=256)
     fp32 = measured.by_dtype["fp32"]
-    assert fp32.flops > 0 and fp32.kernel in fp32.kernels
+    assert fp32.flops > 0
+    assert fp32.kernel in fp32.kernels
     assert set(fp32.kernels) == {"torch.mm", "onnxruntime MatMul"}
     assert "no native bf16" in measured.missing["bf16"]
     assert measured.for_precision("bf16") is fp32
     assert measured.for_precision("fp16") is fp32
     int8 = measured.for_precision("int8-static")
-    assert int8 is not None and int8.dtype == "int8" and not int8.native
-    assert measured.bandwidth is not None and measured.bandwidth > 0
+    assert int8 is not None
+    assert int8.dtype == "int8"
+    assert not int8.native
+    assert measured.bandwidth is not None
+    assert measured.bandwidth > 0
     assert peaks.Peaks.from_dict(measured.as_dict()) == measured
 
 
@@ -268,8 +273,11 @@ def test_the_power_model_reads_rapl_where_present_and_says_when_it_assumes(
         counter.write_text(str(int(counter.read_text()) + 10_000))
 
     model = energy.power_model("cpu", 2, 5.0, load, root=tmp_path)
-    assert model.source == "rapl" and model.watts > 0
+    assert model.source == "rapl"
+    assert model.watts > 0
     assert model.joules(0.01, 2, "cpu") == pytest.approx(0.02 * model.watts)
     assumed = energy.power_model("cpu", 2, 5.0, load, root=tmp_path / "none")
-    assert assumed.source == "assumed" and assumed.watts == 5.0
-    assert "no RAPL counters" in assumed.detail and "assumed" in assumed.detail
+    assert assumed.source == "assumed"
+    assert assumed.watts == 5.0
+    assert "no RAPL counters" in assumed.detail
+    assert "assumed" in assumed.detail
