@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: gate pre-merge smoke latency accuracy memory test lint baseline train clean
+.PHONY: gate pre-merge smoke latency accuracy memory test lint baseline train report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/actionlint
 
 ## Re-measure this machine's CPU latency baselines (baselines/latency/<fingerprint>/) and save a
 ## pytest-benchmark run beside them; review the diff in the PR.
@@ -55,6 +56,12 @@ baseline: $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/medgate train
+
+## Every lane writes medgate-report/ (results.json, report.md, plots/); this rebuilds the report
+## of the last run, or merges shards: make report RESULTS="a/results.json b/results.json".
+RESULTS ?= medgate-report/results.json
+report: $(STAMP)
+	$(BIN)/medgate report $(RESULTS)
 
 clean:
 	rm -rf $(VENV) .tox

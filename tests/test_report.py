@@ -17,7 +17,7 @@ from conftest import AVX2_ONLY_CPU, HERE, RunSuite
 from medgate.cli import main
 from medgate.core import energy, peaks
 from medgate.core.machine import Cpu
-from medgate.results.collect import above_peak_notes
+from medgate.results.collect import _parse_id, above_peak_notes
 from medgate.results.markdown import render
 from medgate.results.merge import merge, split
 from medgate.results.plots import DPI, SIZE_INCHES, pareto_front
@@ -45,7 +45,8 @@ def tiny_twin():
 CASES = (
     "--backends=fake_speed",
     "--device=cpu",
-    "--precisions=fp32,int8-static",
+    # bf16 skips on the faked AVX2-only CPU: the report must say so.
+    "--precisions=fp32,int8-static,bf16",
     "--input-sizes=16",
     "--throughput-batch=2",
     "--benchmark-min-rounds=30",
@@ -84,12 +85,13 @@ def test_the_injected_regression_heads_the_report_and_shards_merge_into_one(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    run_suite(*CASES, "-m", "latency", "--update-baselines").assert_outcomes(passed=8)
+    run_suite(*CASES, "-m", "latency", "--update-baselines").assert_outcomes(passed=8, skipped=4)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
     # tiny_twin 30 % slower; tiny_cnn unchanged.
     monkeypatch.setenv("TWIN_COST", "1.3")
     slower = run_suite(*CASES, "-m", "not accuracy")
-    slower.assert_outcomes(failed=4, passed=16)
+    # Per model, bf16's latency, throughput, two memory figures and agreement skip.
+    slower.assert_outcomes(failed=4, passed=16, skipped=10)
     report_dir = twin_suite / "medgate-report"
     document = load(report_dir / "results.json")
     markdown = (report_dir / "report.md").read_text()
@@ -106,6 +108,10 @@ def test_the_injected_regression_heads_the_report_and_shards_merge_into_one(
     }
     assert not any("tiny_cnn" in row for row in first_table.splitlines())
     assert (tmp_path / "summary.md").read_text().startswith("## medgate: FAIL")
+    skipped = {case["id"]: case["skipped"] for case in document["cases"] if "skipped" in case}
+    assert len(skipped) == 6  # per model: bf16 at batch 1, the throughput and agreement batches
+    assert all("no native bf16" in why for why in skipped.values())
+    assert "<summary>Skipped (6), each with why</summary>" in markdown
     slower.stdout.fnmatch_lines(["medgate: wall time * s: *latency * s*", "medgate: report *"])
 
     # Every case has its roofline efficiency against the peak measured in the run.
@@ -212,10 +218,20 @@ def test_a_results_file_that_breaks_the_schema_is_refused_naming_the_field(
         load(path)
 
 
-def test_overlapping_shards_are_refused_naming_both_files() -> None:
-    document = _document()
-    with pytest.raises(ResultsError, match=r"b.json: .* also in a.json"):
-        merge([("a.json", document), ("b.json", document)])
+def test_shards_split_by_lane_merge_and_a_figure_measured_twice_is_refused() -> None:
+    latency = _document()
+    memory = copy.deepcopy(latency)
+    memory["shards"][0]["name"] = "memory lane"
+    memory["cases"][0]["memory"] = {"session": 1024}
+    memory["measurements"][0].update(gate="memory", metric="session peak", unit="MiB")
+    merged = merge([("a.json", latency), ("b.json", memory)])
+    assert [shard["name"] for shard in merged["shards"]] == ["m", "memory lane"]
+    (case,) = merged["cases"]
+    assert case["memory"] == {"session": 1024}
+    assert [row["gate"] for row in merged["measurements"]] == ["latency", "memory"]
+    assert [row["shard"] for row in merged["measurements"]] == [0, 1]
+    with pytest.raises(ResultsError, match=r"b.json: field measurements: .* also in a.json"):
+        merge([("a.json", latency), ("b.json", latency)])
 
 
 def test_a_case_faster_than_its_peak_says_the_peak_is_wrong() -> None:
@@ -231,6 +247,18 @@ def test_a_case_faster_than_its_peak_says_the_peak_is_wrong() -> None:
         "efficiency": 1.45,
     }
     assert "145% (above peak!)" in render(document)
+
+
+def test_a_skipped_case_is_described_from_its_id() -> None:
+    assert _parse_id("pneumonia_resnet18-onnxruntime-int8-static-64-bs16-cpu") == {
+        "id": "pneumonia_resnet18-onnxruntime-int8-static-64-bs16-cpu",
+        "model": "pneumonia_resnet18",
+        "backend": "onnxruntime",
+        "precision": "int8-static",
+        "input_size": 64,
+        "batch": 16,
+        "device": "cpu",
+    }
 
 
 def test_the_pareto_front_keeps_points_no_other_beats_on_both_axes() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -89,6 +90,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.json:
+        # What a CI job matrix shards by: the models a plain run selects.
+        names = select_models(args.models)
+        print(json.dumps(names))
+        return 0
     rows = []
     for name in select_models(args.models or ("*",)):
         spec = get_spec(name)
@@ -153,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.set_defaults(run=_train)
     listing = commands.add_parser("list", help="the registered models and backends")
     listing.add_argument("--models", type=comma_list, default=(), help="model globs")
+    listing.add_argument(
+        "--json", action="store_true", help="only the names a run selects, as a JSON list"
+    )
     listing.set_defaults(run=_list)
     capabilities = commands.add_parser(
         "capabilities", help="which backend x precision x device combinations run, and why not"

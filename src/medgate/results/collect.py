@@ -395,6 +395,7 @@ def collect(
     power: PowerModel | None,
     notes: Iterable[str] = (),
     known: Mapping[str, str] | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The document of one run (one shard). ``known``: case id -> why its failure was declared
     (an ``xfail`` that failed as declared); its failing rows say so and fail nothing."""
@@ -429,6 +430,10 @@ def collect(
         if case.id not in seen:
             seen.add(case.id)
             cases.append(case_entry(case))
+    for case_id, reason in (skipped or {}).items():
+        if case_id not in seen:
+            seen.add(case_id)
+            cases.append({**_parse_id(case_id), "skipped": reason})
     for entry in cases:
         entry["shard"] = 0
     for row in rows:
@@ -462,6 +467,30 @@ def collect(
         "cases": sorted(cases, key=lambda e: e["id"]),
         "measurements": sorted(rows, key=lambda r: (r["case"], r["gate"], r["metric"])),
     }
+
+
+def _parse_id(case_id: str) -> dict[str, Any]:
+    """A case entry from its id alone (``Case.id``: model-backend-precision-size-bsN-device),
+    for a case that was skipped before anything built it."""
+    head, size, batch, device = case_id.rsplit("-", 3)
+    model_backend, precision = _split_precision(head)
+    model, backend = model_backend.rsplit("-", 1)
+    return {
+        "id": case_id,
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "input_size": int(size),
+        "batch": int(batch.removeprefix("bs")),
+        "device": device,
+    }
+
+
+def _split_precision(head: str) -> tuple[str, str]:
+    for precision in sorted(PRECISIONS, key=len, reverse=True):
+        if head.endswith("-" + precision):
+            return head[: -len(precision) - 1], precision
+    raise ValueError(f"case id {head!r} ends in no known precision")
 
 
 def above_peak_notes(cases: Iterable[Mapping[str, Any]]) -> list[str]:

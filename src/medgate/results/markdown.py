@@ -136,6 +136,8 @@ def _config_rows(cases: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], di
     throughput at its batch, accuracy at the evaluation batch)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for case in sorted(cases, key=lambda c: c["batch"]):
+        if "skipped" in case:
+            continue
         key = (case["backend"], case["precision"], case["input_size"], case["device"])
         row = merged.setdefault(key, {})
         if "latency" in case:
@@ -315,11 +317,31 @@ def render(document: Mapping[str, Any], plots: Mapping[str, Sequence[str]] | Non
         model_verdicts = Counter(
             r["verdict"] for r in rows if r["case"] in {c["id"] for c in cases}
         )
+        skipped = sum("skipped" in case for case in cases)
         tally = ", ".join(f"{n} {v}" for v, n in sorted(model_verdicts.items()))
+        tally += f"; {skipped} skipped" if skipped else ""
         images = "\n".join(f"![{path}]({path})" for path in plots.get(model, ()))
         parts.append(
-            f"<details><summary><b>{model}</b>: {len(cases)} cases; {tally}</summary>\n\n"
+            f"<details><summary><b>{model}</b>: {len(cases) - skipped} cases; {tally}</summary>"
+            "\n\n"
             f"{model_table(cases, verdicts)}\n\n{images}\n</details>"
+        )
+    skips: dict[str, list[str]] = {}
+    for case in document["cases"]:
+        if "skipped" in case:
+            skips.setdefault(case["skipped"], []).append(case["id"])
+    if skips:
+        parts.append(
+            f"<details><summary>Skipped ({sum(map(len, skips.values()))}), each with why"
+            "</summary>\n\n"
+            + _table(
+                ("why", "cases"),
+                [
+                    [why, f"{len(ids)}: " + ", ".join(f"`{i}`" for i in sorted(ids))]
+                    for why, ids in sorted(skips.items())
+                ],
+            )
+            + "\n</details>"
         )
     run_images = "\n".join(f"![{path}]({path})" for path in plots.get("", ()))
     parts.append(

@@ -12,14 +12,26 @@ from medgate.results.schema import SCHEMA_ID, ResultsError
 def merge(documents: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One document of every shard of ``documents`` (name, document), in the order given.
 
-    A case measured by two shards has no single figure to report: the merge refuses it and
-    names both files. Shard records that are equal (halves of one run) are kept once."""
+    Shards may split a run by model or by lane: a case in several shards gets the figures of
+    each. The same figure or the same judged row from two shards has no single value to
+    report: the merge refuses it and names both files. Shard records that are equal (halves of
+    one run) are kept once."""
     if not documents:
         raise ResultsError("no results file given; name one or more results.json files")
     shards: list[dict[str, Any]] = []
-    cases: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    owner: dict[str, str] = {}
+    cases: dict[str, dict[str, Any]] = {}
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    owners: dict[tuple[str, ...], str] = {}
+
+    def claim(key: tuple[str, ...], source: str, what: str) -> None:
+        if key in owners:
+            raise ResultsError(
+                f"{source}: field {what}: {' '.join(key)!r} is also in {owners[key]}; shards must "
+                "not measure the same figure twice: split the run by model (--models) or by "
+                "lane (-m) and merge once"
+            )
+        owners[key] = source
+
     for source, document in documents:
         index = []
         for shard in document["shards"]:
@@ -27,19 +39,21 @@ def merge(documents: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 shards.append(copy.deepcopy(shard))
             index.append(shards.index(shard))
         for case in document["cases"]:
-            if case["id"] in owner:
-                raise ResultsError(
-                    f"{source}: field cases: case {case['id']!r} is also in {owner[case['id']]}; "
-                    "shards must not overlap: split the run by model (--models) and merge once"
-                )
-            owner[case["id"]] = source
-            cases.append({**copy.deepcopy(case), "shard": index[case["shard"]]})
-        rows += [{**copy.deepcopy(r), "shard": index[r["shard"]]} for r in document["measurements"]]
+            merged = cases.setdefault(case["id"], {"shard": index[case["shard"]]})
+            for name, value in case.items():
+                if name == "shard" or merged.get(name) == value:
+                    continue
+                claim(("case", case["id"], name), source, "cases")
+                merged[name] = copy.deepcopy(value)
+        for row in document["measurements"]:
+            key = (row["case"], row["gate"], row["metric"])
+            claim(("row", *key), source, "measurements")
+            rows[key] = {**copy.deepcopy(row), "shard": index[row["shard"]]}
     return {
         "schema": SCHEMA_ID,
         "shards": shards,
-        "cases": sorted(cases, key=lambda e: e["id"]),
-        "measurements": sorted(rows, key=lambda r: (r["case"], r["gate"], r["metric"])),
+        "cases": sorted(cases.values(), key=lambda e: e["id"]),
+        "measurements": [rows[key] for key in sorted(rows)],
     }
 
 

@@ -31,6 +31,8 @@ class RunClock:
     lanes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     #: Case id -> the reason of a declared known failure (``xfail``) that failed as declared.
     known: dict[str, str] = field(default_factory=dict)
+    #: Case id -> why a test of it was skipped (a combination this machine cannot run).
+    skipped: dict[str, str] = field(default_factory=dict)
     #: Node ids of the collected tests that measure a case; only they are timed.
     case_tests: set[str] = field(default_factory=set)
     #: Tests of the run that ran a case (their call phase).
@@ -40,13 +42,15 @@ class RunClock:
         """A pytest hook (the clock is registered as a plugin): each phase's duration."""
         if report.nodeid not in self.case_tests:
             return
-        self.cases += report.when == "call"
+        self.cases += report.when == "call" or report.skipped
         lane = next((name for name in LANES if name in report.keywords), "other")
         self.lanes[lane] += report.duration
+        case_id = report.nodeid.rsplit("[", 1)[-1][:-1]
         reason = getattr(report, "wasxfail", None)
-        if reason is not None and report.skipped and report.nodeid.endswith("]"):
-            case_id = report.nodeid.rsplit("[", 1)[-1][:-1]
+        if reason is not None and report.skipped:
             self.known[case_id] = reason or "declared xfail"
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            self.skipped.setdefault(case_id, report.longrepr[2].removeprefix("Skipped: "))
 
     def add_step(self, step: str, seconds: float) -> None:
         self.lanes[step] += seconds
@@ -107,6 +111,7 @@ def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Pat
         power=power,
         notes=notes,
         known=clock.known,
+        skipped=clock.skipped,
     )
     written = write_report(document, directory)
     clock.add_step("report", time.perf_counter() - started)

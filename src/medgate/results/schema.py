@@ -118,6 +118,7 @@ SCHEMA: dict[str, Any] = {
                     "batch": {"type": "integer", "minimum": 1},
                     "device": {"enum": ["cpu", "cuda"]},
                     "shard": {"type": "integer", "minimum": 0},
+                    "skipped": {"type": "string"},
                     "latency": {
                         "type": "object",
                         "required": ["p50_ms", "p95_ms", "samples_per_s", "rounds"],
