@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,14 +35,14 @@ from medgate.gates.latency.store import latency_dir
 from medgate.gates.memory.markers import limit_memory_marks
 from medgate.gates.memory.memray_peak import memray_peak
 from medgate.markers import MARKERS, TestOptions, case_marks
-from medgate.results.run import RunClock, finish_report
-from medgate.summary import write_summary
+from medgate.results.run import RunClock, WrittenReport, finish_report
+from medgate.summary import roofline_table, write_summary
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
 
 WORKSPACE = pytest.StashKey[Workspace]()
 CLOCK = pytest.StashKey[RunClock]()
-REPORT = pytest.StashKey[Path]()
+REPORT = pytest.StashKey[WrittenReport]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -326,7 +325,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"medgate: {config.stash[CLOCK].line()}")
     report = config.stash.get(REPORT, None)
     if report is not None:
-        terminalreporter.write_line(f"medgate: report {report} (results.json, plots/ beside it)")
+        table = roofline_table(report.document)
+        if table:
+            terminalreporter.write_sep("-", "medgate: roofline and energy (peaks of this run)")
+            terminalreporter.write_line(table)
+        terminalreporter.write_line(
+            f"medgate: report {report.path} (results.json, plots/ beside it)"
+        )
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
+
+from tabulate import tabulate
 
 from medgate.base.report import identity_lines, latency_vs_base_table, memory_vs_base_table
 from medgate.gates.accuracy.report import accuracy_tables, missing_baselines
@@ -11,6 +14,34 @@ from medgate.gates.agreement.check import summary_table
 from medgate.gates.latency.report import latency_notes, latency_table
 from medgate.gates.memory.report import memory_table
 from medgate.workspace import Workspace
+
+
+def roofline_table(document: Mapping[str, Any]) -> str:
+    """Each timed case's achieved rate against its precision's peak, and its energy estimate."""
+    rows = []
+    for case in document["cases"]:
+        latency = case.get("latency")
+        if not latency or "efficiency" not in latency:
+            continue
+        above = " (above peak!)" if latency["efficiency"] > 1 else ""
+        rows.append(
+            [
+                case["id"],
+                f"{latency['p50_ms']:.3f}",
+                f"{latency['achieved_flops'] / 1e9:.1f}",
+                latency["peak_dtype"],
+                f"{latency['efficiency']:.1%}"
+                + (" (above peak!)" if latency["efficiency"] > 1 else ""),
+                f"{latency.get('energy_mj_per_sample', 0):.2f}",
+            ]
+        )
+    if not rows:
+        return ""
+    power = next((s["power"] for s in document["shards"] if s["power"]), None)
+    energy = f"mJ/sample ({power['source']} estimate)" if power else "mJ/sample"
+    headers = ["case", "p50 ms", "GFLOP/s", "peak of", "of peak", energy]
+    table: str = tabulate(rows, headers=headers, tablefmt="github")
+    return table
 
 
 def write_summary(terminalreporter: Any, workspace: Workspace) -> None:

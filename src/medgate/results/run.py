@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -91,7 +92,13 @@ def machine_roofs(workspace: Workspace) -> tuple[Peaks | None, PowerModel | None
     return peaks, power_model(device, config.threads, config.watts_per_thread, load)
 
 
-def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Path | None:
+@dataclass(frozen=True)
+class WrittenReport:
+    path: Path
+    document: dict[str, Any]
+
+
+def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> WrittenReport | None:
     """Write the run's report under ``--medgate-report``; None when it is off or when the run
     measured no case (a session of other tests that merely loads the plugin)."""
     directory = workspace.config.report_dir
@@ -115,4 +122,4 @@ def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Pat
     )
     written = write_report(document, directory)
     clock.add_step("report", time.perf_counter() - started)
-    return written
+    return WrittenReport(written, document)
