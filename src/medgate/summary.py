@@ -30,8 +30,7 @@ def roofline_table(document: Mapping[str, Any]) -> str:
                 f"{latency['p50_ms']:.3f}",
                 f"{latency['achieved_flops'] / 1e9:.1f}",
                 latency["peak_dtype"],
-                f"{latency['efficiency']:.1%}"
-                + (" (above peak!)" if latency["efficiency"] > 1 else ""),
+                f"{latency['efficiency']:.1%}{above}",
                 f"{latency.get('energy_mj_per_sample', 0):.2f}",
             ]
         )
