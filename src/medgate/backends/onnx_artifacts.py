@@ -101,6 +101,10 @@ def _dynamic_int8(source: Path, path: Path, context: BuildContext) -> Path:
     )
 
 
+#: Images per run of ORT's calibration session: its peak memory grows with it.
+ORT_CALIBRATION_CHUNK = 4
+
+
 def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -134,10 +138,15 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
             file=sys.stderr,
             leave=False,
         )
+        # ONNX Runtime's calibration session holds every activation of the batch it runs:
+        # EfficientNet-B0 at 224 px peaked at 4.3 GB with batches of 16, 1.2 GB with 4. MinMax
+        # ranges are a min of mins and a max of maxes, so they are the same however the
+        # images are batched.
+        chunks = (chunk for batch in batches for chunk in batch.split(ORT_CALIBRATION_CHUNK))
         quantize_static(
             str(prepared),
             str(staged),
-            Reader(iter(batches)),
+            Reader(chunks),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
