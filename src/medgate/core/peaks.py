@@ -213,8 +213,9 @@ MAX_CALL_S = 0.5
 
 
 def kernel_rate(build: KernelBuilder, size: int) -> float:
-    """The kernel's best rate at ``size``, or at the largest power-of-two fraction of it whose
-    one call fits ``MAX_CALL_S``, judged from a probe at ``PROBE_SIZE``."""
+    """The kernel's best rate at ``size`` and at its half and quarter (cache blocking favours
+    different sizes on different CPUs), leaving out sizes whose one call would exceed
+    ``MAX_CALL_S``, judged from a probe at ``PROBE_SIZE``."""
     probe = build(PROBE_SIZE)
     probe()
     started = time.perf_counter()
@@ -222,7 +223,8 @@ def kernel_rate(build: KernelBuilder, size: int) -> float:
     seconds = max(time.perf_counter() - started, 1e-9)
     while size > PROBE_SIZE and seconds * (size / PROBE_SIZE) ** 3 > MAX_CALL_S:
         size //= 2
-    return best_rate(build(size), 2.0 * size**3)
+    sizes = {max(PROBE_SIZE, size // 4), max(PROBE_SIZE, size // 2), size}
+    return max(best_rate(build(n), 2.0 * n**3) for n in sorted(sizes))
 
 
 def why_not_measured(device: str, dtype: str) -> str | None:

@@ -96,26 +96,33 @@ def failing_rows(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in document["measurements"] if r["verdict"] in failing and "known" not in r]
 
 
+def _label(row: Mapping[str, Any]) -> str:
+    """The verdict as counted: a declared known failure is told apart from a new one."""
+    return f"{row['verdict']} (known)" if "known" in row else str(row["verdict"])
+
+
+def _tally(rows: Iterable[Mapping[str, Any]]) -> str:
+    order = {str(v): i for i, v in enumerate(SEVERITY)}
+    counts = Counter(_label(row) for row in rows)
+    ranked = sorted(counts.items(), key=lambda item: (order[item[0].split(" (")[0]], item[0]))
+    return ", ".join(f"{n} {label}" for label, n in ranked)
+
+
 def headline(document: Mapping[str, Any]) -> tuple[bool, str]:
     rows = document["measurements"]
     failing = failing_rows(document)
     outcomes = {shard["outcome"] for shard in document["shards"]}
     passed = not failing and outcomes <= {"passed"}
-    counts: dict[str, Counter[str]] = {}
-    for row in rows:
-        counts.setdefault(row["gate"], Counter())[row["verdict"]] += 1
-    order = {str(v): i for i, v in enumerate(SEVERITY)}
-    tally = "; ".join(
-        f"{gate}: "
-        + ", ".join(f"{n} {v}" for v, n in sorted(c.items(), key=lambda item: order[item[0]]))
-        for gate, c in sorted(counts.items())
-    )
-    cases = len(document["cases"])
+    gates = sorted({row["gate"] for row in rows})
+    tally = "; ".join(f"{gate}: {_tally(r for r in rows if r['gate'] == gate)}" for gate in gates)
+    skipped = sum("skipped" in case for case in document["cases"])
+    measured = len(document["cases"]) - skipped
     status = "PASS" if passed else "FAIL"
     why = f"{len(failing)} failing verdict(s)" if failing else "no failing verdict"
     if not passed and not failing:
         why = f"the run ended {', '.join(sorted(outcomes - {'passed'}))}"
-    return passed, f"## medgate: {status} — {why} over {cases} cases\n\n{tally or 'nothing judged'}"
+    cases = f"{measured} cases" + (f" ({skipped} skipped, each with why)" if skipped else "")
+    return passed, f"## medgate: {status} — {why} over {cases}\n\n{tally or 'nothing judged'}"
 
 
 def _references(document: Mapping[str, Any]) -> str:
@@ -268,6 +275,32 @@ def _machine_section(document: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+#: Case ids listed per line of a folded summary; results.json has them all.
+EXAMPLES = 4
+
+#: Verdicts that judged nothing: the report counts them by reason instead of listing them.
+UNJUDGED = ("no baseline", "other machine", "recorded", "identical to base", "n/a")
+
+
+def _some(ids: Sequence[str]) -> str:
+    shown = ", ".join(f"`{i}`" for i in sorted(ids)[:EXAMPLES])
+    more = len(ids) - EXAMPLES
+    return f"{len(ids)}: {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _unjudged(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One line per gate, verdict and reason of the rows that judged nothing."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for row in rows:
+        if row["verdict"] in UNJUDGED:
+            reason = (row["why"] or row["fix"]).split(";")[0]
+            groups.setdefault((row["gate"], row["verdict"], reason), []).append(row["case"])
+    return [
+        [gate, verdict, _some(ids), reason]
+        for (gate, verdict, reason), ids in sorted(groups.items())
+    ]
+
+
 def render(document: Mapping[str, Any], plots: Mapping[str, Sequence[str]] | None = None) -> str:
     """The markdown of ``document``; ``plots`` maps a model (or ``""`` for the run) to the
     relative paths of its PNGs."""
@@ -314,11 +347,9 @@ def render(document: Mapping[str, Any], plots: Mapping[str, Sequence[str]] | Non
     models = sorted({case["model"] for case in document["cases"]})
     for model in models:
         cases = [case for case in document["cases"] if case["model"] == model]
-        model_verdicts = Counter(
-            r["verdict"] for r in rows if r["case"] in {c["id"] for c in cases}
-        )
+        ids = {c["id"] for c in cases}
         skipped = sum("skipped" in case for case in cases)
-        tally = ", ".join(f"{n} {v}" for v, n in sorted(model_verdicts.items()))
+        tally = _tally(r for r in rows if r["case"] in ids)
         tally += f"; {skipped} skipped" if skipped else ""
         images = "\n".join(f"![{path}]({path})" for path in plots.get(model, ()))
         parts.append(
@@ -336,19 +367,18 @@ def render(document: Mapping[str, Any], plots: Mapping[str, Sequence[str]] | Non
             "</summary>\n\n"
             + _table(
                 ("why", "cases"),
-                [
-                    [why, f"{len(ids)}: " + ", ".join(f"`{i}`" for i in sorted(ids))]
-                    for why, ids in sorted(skips.items())
-                ],
+                [[why, _some(ids)] for why, ids in sorted(skips.items())],
             )
             + "\n</details>"
         )
     run_images = "\n".join(f"![{path}]({path})" for path in plots.get("", ()))
-    parts.append(
-        "<details><summary>Every verdict</summary>\n\n"
-        + _table(VERDICT_HEADERS, _verdict_rows(rows))
-        + "\n</details>"
-    )
+    unjudged = _unjudged(rows)
+    if unjudged:
+        parts.append(
+            "<details><summary>Not judged, and why</summary>\n\n"
+            + _table(("gate", "verdict", "cases", "why"), unjudged)
+            + "\n</details>"
+        )
     parts.append(
         "<details><summary>Machine, peaks, energy model, wall time</summary>\n\n"
         + _machine_section(document)
