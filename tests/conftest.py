@@ -67,7 +67,10 @@ def run_suite(pytester: pytest.Pytester, suite_dir: Path, medgate_cache: Path) -
             f"--cache-dir={medgate_cache}",
             "--benchmark-max-time=0.02",
             "--benchmark-min-rounds=5",
-            # The roofline's peak GEMMs at a size that takes milliseconds, not seconds.
+            # The report costs seconds per run (its plots): written by the runs that check it,
+            # which pass their own --medgate-report (the last one wins); its peak GEMMs at a
+            # size that takes milliseconds.
+            "--medgate-report=off",
             "--medgate-peak-size=256",
             "-p",
             "no:randomly",

@@ -118,6 +118,7 @@ def _update(root: Path, cache: Path, backend: str) -> subprocess.Popen[str]:
         "-k",
         "not stages and not throughput",
         "--update-baselines",
+        "--medgate-report=off",
         "-q",
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import AVX2_ONLY_CPU, HERE, ROOT
 from medgate.base.revision import BaseRevisionError, materialize
+from medgate.results.schema import load as load_results
 
 PARTS = '''
 import torch
@@ -152,6 +153,9 @@ def _run(pytester: pytest.Pytester, medgate_cache: Path, *args: str) -> pytest.R
         "--device=cpu",
         "--input-sizes=16",
         "--medgate-base-block-ms=100",
+        # Written by the runs that check it (a later --medgate-report wins); the report's
+        # plots cost seconds per run.
+        "--medgate-report=off",
         "-p",
         "no:randomly",
         "-rs",
@@ -162,7 +166,11 @@ def _run(pytester: pytest.Pytester, medgate_cache: Path, *args: str) -> pytest.R
 def _verdicts(result: pytest.RunResult) -> dict[str, str]:
     """The head-vs-base latency table: case id -> verdict."""
     found = {}
-    for line in result.stdout.lines:
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "medgate: latency, head vs base" in line)
+    for line in lines[start + 1 :]:
+        if found and not line.startswith("|"):
+            break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if line.startswith("|") and re.match(r"tiny_[abc]-", cells[0]):
             found[cells[0]] = cells[-1].split(" (")[0]  # the verdict, not its confirmation
@@ -219,8 +227,26 @@ def test_a_slower_model_is_regressed_and_the_other_is_not_measured(
         "-k",
         "not stages and not throughput",
         "--benchmark-autosave",
+        "--medgate-report=report",
     )
     result.assert_outcomes(failed=2, skipped=4)
+    # The report says the same: the base as reference, the regressions first, the rest
+    # identical to base.
+    document = load_results(project / "report" / "results.json")
+    latency = [row for row in document["measurements"] if row["gate"] == "latency"]
+    assert {row["case"] for row in latency} == {
+        f"tiny_a-fake_speed-{p}-16-bs1-cpu" for p in ("fp32", "int8-dynamic")
+    }
+    assert {row["verdict"] for row in latency} == {"REGRESSED"}
+    assert all(row["reference"]["kind"] == "base" for row in latency)
+    assert all(row["delta"] > 1.05 for row in latency)
+    identical = {row["case"] for row in document["measurements"] if row["gate"] == "base"}
+    assert identical == {
+        f"tiny_{m}-fake_speed-{p}-16-bs1-cpu" for m in "bc" for p in ("fp32", "int8-dynamic")
+    }
+    markdown = (project / "report" / "report.md").read_text()
+    assert markdown.startswith("## medgate: FAIL — 2 failing verdict(s)")
+    assert "the base revision" in markdown
     result.stdout.fnmatch_lines(["*tiny_a-fake_speed-fp32-16-bs1-cpu*slower than the base*"])
     verdicts = _verdicts(result)
     assert set(verdicts) == {case for case in verdicts if case.startswith("tiny_a-")}

@@ -52,6 +52,7 @@ CASES = (
     "--benchmark-min-rounds=30",
     "--benchmark-max-time=0.05",
     "--latency-tolerance=5",
+    "--medgate-report=medgate-report",
     "-k",
     "not stages",
 )
@@ -309,3 +310,18 @@ def test_the_power_model_reads_rapl_where_present_and_says_when_it_assumes(
     assert assumed.watts == 5.0
     assert "no RAPL counters" in assumed.detail
     assert "assumed" in assumed.detail
+
+
+def test_a_model_row_shows_its_own_verdict_not_another_models() -> None:
+    document = _document()
+    other = copy.deepcopy(document["cases"][0])
+    other.update(id="n-eager-fp32-16-bs1-cpu", model="n")
+    document["cases"].append(other)
+    same = copy.deepcopy(document["measurements"][0])
+    same.update(case=other["id"], verdict="same")
+    document["measurements"].append(same)
+    markdown = render(document)
+    model_n = markdown.split("<b>n</b>")[1].split("</details>")[0]
+    assert "| eager | fp32 | 16 | cpu |" in model_n
+    assert "REGRESSED" not in model_n
+    assert "same |" in model_n

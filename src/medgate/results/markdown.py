@@ -206,7 +206,7 @@ def model_table(cases: Sequence[Mapping[str, Any]], verdicts: Mapping[tuple[Any,
                 f"{accuracy['specificity']:.1%}" if "specificity" in accuracy else "",
                 f"{accuracy['auroc']:.3f}" if "auroc" in accuracy else "",
                 f"{delta * 100:+.1f} pp" if delta is not None else "",
-                verdicts.get(key, ""),
+                verdicts.get((cases[0]["model"], *key), ""),
             ]
         )
     return _table(MODEL_HEADERS, rows)
@@ -219,7 +219,7 @@ def _efficiency(value: float | None) -> str:
 
 
 def _config_verdicts(document: Mapping[str, Any]) -> dict[tuple[Any, ...], str]:
-    """Each backend x precision x size x device's worst verdict over all its cases' rows."""
+    """Each model x backend x precision x size x device's worst verdict over its cases' rows."""
     by_id = {case["id"]: case for case in document["cases"]}
     order = {str(v): i for i, v in enumerate(SEVERITY)}
     worst: dict[tuple[Any, ...], tuple[int, str]] = {}
@@ -227,7 +227,13 @@ def _config_verdicts(document: Mapping[str, Any]) -> dict[tuple[Any, ...], str]:
         case = by_id.get(row["case"])
         if case is None:
             continue
-        key = (case["backend"], case["precision"], case["input_size"], case["device"])
+        key = (
+            case["model"],
+            case["backend"],
+            case["precision"],
+            case["input_size"],
+            case["device"],
+        )
         # A declared known failure ranks with the undecided: it fails nothing.
         rank = order["TOO NOISY"] if "known" in row else order[row["verdict"]]
         if key not in worst or rank < worst[key][0]:
