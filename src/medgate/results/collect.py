@@ -7,6 +7,7 @@ its reference, the figure now, the change, the interval, the verdict, why, and w
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,15 +35,7 @@ def _ms(seconds: Iterable[float]) -> list[float]:
 
 
 def case_entry(case: Case) -> dict[str, Any]:
-    return {
-        "id": case.id,
-        "model": case.model,
-        "backend": case.backend,
-        "precision": case.precision,
-        "input_size": case.input_size,
-        "batch": case.batch,
-        "device": case.device,
-    }
+    return {"id": case.id, **dataclasses.asdict(case)}
 
 
 def _row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from types import MappingProxyType
@@ -59,12 +60,7 @@ def time_case(
     benchmark.group = f"{case.model} {case.input_size}px bs{case.batch} {case.device}"
     benchmark.extra_info.update(
         {
-            "model": case.model,
-            "backend": case.backend,
-            "precision": case.precision,
-            "input_size": case.input_size,
-            "batch": case.batch,
-            "device": case.device,
+            **dataclasses.asdict(case),
             "params": facts.params,
             "param_bytes": facts.param_bytes,
             "flops_per_sample": facts.flops_per_sample,
