@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 SCHEMA_ID = "medgate-results/1"
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -193,6 +191,8 @@ class ResultsError(ValueError):
 
 def validate(document: Any, source: str) -> dict[str, Any]:
     """``document`` if it follows ``SCHEMA``; else ``ResultsError`` naming the field."""
+    import jsonschema  # a few hundred milliseconds: only runs that write or read a report
+
     if isinstance(document, dict) and document.get("schema") not in (None, SCHEMA_ID):
         raise ResultsError(
             f"{source}: field schema: {document.get('schema')!r} is not {SCHEMA_ID!r}; "

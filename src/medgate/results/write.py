@@ -11,7 +11,6 @@ from typing import Any
 
 from medgate.core.files import atomic_write_bytes
 from medgate.results.markdown import render
-from medgate.results.plots import draw_all
 from medgate.results.schema import validate
 
 
@@ -19,6 +18,9 @@ def write_report(document: Mapping[str, Any], directory: Path, results: bool = T
     """``directory``/report.md (and results.json unless ``results`` is False, when rebuilding
     from it); the plots under ``directory``/plots. The document is validated first, so a
     report is never written from a document its own schema refuses."""
+    # matplotlib costs most of a second to import: only a run that writes a report pays it.
+    from medgate.results.plots import draw_all
+
     validate(dict(document), str(directory / "results.json"))
     directory.mkdir(parents=True, exist_ok=True)
     if results:
