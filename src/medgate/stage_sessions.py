@@ -38,6 +38,7 @@ def stage_sessions(workspace: Workspace, case: Case) -> tuple[Session, Session]:
         directory / "stage-features",
         workspace.memo,
         stage="features",
+        cache_dir=workspace.graph_cache,
     )
     head = workspace.prepare(
         case,
@@ -47,6 +48,7 @@ def stage_sessions(workspace: Workspace, case: Case) -> tuple[Session, Session]:
         directory / "stage-head",
         workspace.memo,
         stage="head",
+        cache_dir=workspace.graph_cache,
     )
     return features, head
 

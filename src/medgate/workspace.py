@@ -205,7 +205,7 @@ class Workspace:
             return self._sessions[key]
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
-        session = self._build(case, self.artifact_dir(case), self.memo)
+        session = self._build(case, self.artifact_dir(case), self.memo, self.graph_cache)
         self._sessions[key] = session
         return session
 
@@ -215,9 +215,16 @@ class Workspace:
         empty memo, so export, quantization and calibration happen again (the memory lane
         measures them). Not cached; its artifacts are deleted on exit."""
         with tempfile.TemporaryDirectory(prefix="medgate-fresh-") as directory:
-            yield self._build(case, Path(directory), {})
+            yield self._build(case, Path(directory), {}, None)
 
-    def _build(self, case: Case, artifact_dir: Path, memo: dict[str, Any]) -> Session:
+    @property
+    def graph_cache(self) -> Path:
+        """Where derived ONNX graphs are kept across runs, under content keys."""
+        return self.config.cache_dir / "graphs"
+
+    def _build(
+        self, case: Case, artifact_dir: Path, memo: dict[str, Any], cache_dir: Path | None
+    ) -> Session:
         return self.prepare(
             case,
             self.trained_model(case.model),
@@ -225,6 +232,7 @@ class Workspace:
             lambda: self.calibration_batches(case.model, case.input_size),
             artifact_dir,
             memo,
+            cache_dir=cache_dir,
         )
 
     def prepare(
@@ -236,6 +244,7 @@ class Workspace:
         artifact_dir: Path,
         memo: dict[str, Any],
         stage: str = "",
+        cache_dir: Path | None = None,
     ) -> Session:
         context = BuildContext(
             case,
@@ -246,6 +255,7 @@ class Workspace:
             calibration_recipe=self.config.calibration,
             memo=memo,
             stage=stage,
+            cache_dir=cache_dir,
         )
         started = time.perf_counter()
         session = get_backend(case.backend).prepare(copy.deepcopy(module), example, context)

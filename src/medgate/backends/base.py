@@ -25,6 +25,8 @@ class BuildContext:
     """What a backend may use to build a session.
 
     ``artifact_dir`` is one directory per model, size and device, living for this run.
+    ``cache_dir`` keeps derived graphs across runs under content keys (``onnx_artifacts``);
+    None builds them in ``artifact_dir`` (a fresh session measures every step of the build).
     ``calibration`` returns preprocessed batches of the calibration split (built on first call).
     ``memo`` is shared by every build of the run: derived models (a quantized graph) are built
     once under ``artifact_key`` and reused by the latency, throughput and agreement sessions.
@@ -39,6 +41,7 @@ class BuildContext:
     memo: dict[str, Any] = field(default_factory=dict)
     #: ``features`` or ``head`` when the build is one stage of the model, timed apart.
     stage: str = ""
+    cache_dir: Path | None = None
     #: The session runs between another session's timed rounds (the reference workload): its
     #: threads must not keep spinning after a run. ONNX Runtime's spin-waiting pool beside the
     #: case's own pool doubled MobileNetV2's ORT rounds here (5.5 -> 12 ms, noise 2 -> 54 %).

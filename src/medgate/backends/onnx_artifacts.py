@@ -1,8 +1,16 @@
 """The ONNX graph each precision ships: export, float16 conversion, dynamic and static int8.
 
-Every artifact is written atomically into the run's artifact directory under a name keyed by
-model, size, checkpoint and recipe (``BuildContext.artifact_key``), and built once per run:
-the ONNX Runtime and TensorRT sessions of the latency, throughput and agreement tests share it.
+Every artifact is written atomically under a name keyed by model, size, checkpoint and recipe
+(``BuildContext.artifact_key``), and built once per run: the ONNX Runtime and TensorRT sessions
+of the latency, throughput and agreement tests share it.
+
+The fp32 export is redone in every run, into the run's artifact directory: it is cheap, and it
+is the one step that reads the model's code, whose every input (``forward()``, an environment
+variable it reads, a library it calls) no key could list. What is derived from it (the fp16,
+pre-processed and int8 graphs: the quantizer's minutes) is kept across runs in
+``BuildContext.cache_dir`` under a key of all it depends on: the exported graph's bytes, the
+calibration tensors, this module's code and the versions of torch, onnx and onnxruntime. A change
+to any of them is a new key, so a stale graph is never served.
 
 - ``fp16``: ``onnxruntime.transformers.float16.convert_float_to_float16`` with ``keep_io_types``.
   It ships inside onnxruntime (and onnxruntime-gpu), so it adds no dependency, and it is the same
@@ -16,10 +24,14 @@ the ONNX Runtime and TensorRT sessions of the latency, throughput and agreement 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +45,15 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
+#: Cached graphs unused for this long are deleted when a new one is written beside them.
+CACHE_MAX_AGE_S = 14 * 24 * 3600
+
+
 def _staged(path: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write`` on a temporary path beside ``path`` and rename it into place."""
     if path.exists():
+        # The mtime of a cached graph is when it was last used: what pruning goes by.
+        os.utime(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
@@ -81,11 +99,11 @@ def _float16(source: Path, path: Path, context: BuildContext) -> Path:
     return _staged(path, write)
 
 
-def _preprocessed(source: Path) -> Path:
+def _preprocessed(source: Path, context: BuildContext) -> Path:
     """ORT's recommended pre-quantization pass (shape inference + graph clean-up), once."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    path = source.with_name(source.stem + "-preprocessed.onnx")
+    path = _derived_path(source, context, "preprocessed")
     return _staged(
         path, lambda staged: quant_pre_process(str(source), str(staged), skip_symbolic_shape=True)
     )
@@ -94,7 +112,7 @@ def _preprocessed(source: Path) -> Path:
 def _dynamic_int8(source: Path, path: Path, context: BuildContext) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    prepared = _preprocessed(source)
+    prepared = _preprocessed(source, context)
     return _staged(
         path,
         lambda staged: quantize_dynamic(str(prepared), str(staged), weight_type=QuantType.QInt8),
@@ -127,7 +145,7 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }
-    prepared = _preprocessed(source)
+    prepared = _preprocessed(source, context)
     case = context.case
 
     def write(staged: Path) -> None:
@@ -164,14 +182,80 @@ CONVERSIONS: dict[str, Callable[[Path, Path, BuildContext], Path]] = {
 }
 
 
+@cache
+def _build_code() -> str:
+    """What builds a derived graph besides its inputs: this module and the libraries it calls
+    (torch reaches the key through the exported graph's bytes)."""
+    import onnx
+    import onnxruntime
+
+    libraries = f"onnx=={onnx.__version__}|onnxruntime=={onnxruntime.__version__}"
+    return hashlib.sha256(Path(__file__).read_bytes() + libraries.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tensors_sha256(tensors: Iterator[torch.Tensor] | tuple[torch.Tensor, ...]) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        flat = tensor.detach().cpu().contiguous()
+        digest.update(f"{flat.dtype}|{tuple(flat.shape)}|".encode())
+        digest.update(flat.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def derived_key(source: Path, context: BuildContext, kind: str) -> str:
+    """Everything a graph derived from ``source`` depends on: the source's bytes, the build code
+    and library versions, and for static int8 the calibration tensors and recipe."""
+    memo_key = f"derived-key:{source}:{kind}"
+    if memo_key not in context.memo:
+        parts = [kind, _file_sha256(source), _build_code()]
+        if "static" in kind:
+            parts += [context.calibration_recipe.key, _tensors_sha256(tuple(context.calibration()))]
+        context.memo[memo_key] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    return str(context.memo[memo_key])
+
+
+def _derived_path(source: Path, context: BuildContext, kind: str) -> Path:
+    """Where the ``kind`` graph derived from ``source`` is built: in the persistent cache under
+    its content key when the context has one, else beside the source, for this run only."""
+    if context.cache_dir is None:
+        return source.with_name(f"{context.artifact_key(kind)}.onnx")
+    name = f"{context.artifact_key(kind)}-{derived_key(source, context, kind)}.onnx"
+    return context.cache_dir / name
+
+
+def prune_cache(directory: Path, max_age_s: float = CACHE_MAX_AGE_S) -> list[Path]:
+    """Delete the cached graphs in ``directory`` unused for ``max_age_s``; return them."""
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - max_age_s
+    pruned = []
+    for path in directory.glob("*.onnx"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                pruned.append(path)
+        except FileNotFoundError:
+            continue
+    return pruned
+
+
 def onnx_artifact(
     model: nn.Module, example: torch.Tensor, context: BuildContext, precision: str
 ) -> Path:
-    """The graph of ``precision``, built once per run."""
+    """The graph of ``precision``: exported in this run, derived graphs from the cache."""
     directory = context.artifact_dir
     fp32 = export_onnx(model, example, directory / f"{context.artifact_key('fp32')}.onnx")
     if precision == "fp32":
         return fp32
-    return CONVERSIONS[precision](
-        fp32, directory / f"{context.artifact_key(precision)}.onnx", context
-    )
+    path = _derived_path(fp32, context, precision)
+    if context.cache_dir is not None and not path.exists():
+        prune_cache(context.cache_dir)
+    return CONVERSIONS[precision](fp32, path, context)
