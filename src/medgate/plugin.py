@@ -321,8 +321,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if workspace is None:
         return
     write_summary(terminalreporter, workspace)
-    if config.stash[CLOCK].cases:
-        terminalreporter.write_line(f"medgate: {config.stash[CLOCK].line()}")
+    clock = config.stash[CLOCK]
+    if clock.cases:
+        terminalreporter.write_line("medgate: seconds per lane and step")
+        for line in clock.profile_lines():
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"medgate: {clock.line()}")
     report = config.stash.get(REPORT, None)
     if report is not None:
         table = roofline_table(report.document)

@@ -33,6 +33,7 @@ from medgate.core.fingerprint import Fingerprint, machine_fingerprint
 from medgate.core.logits import require_finite
 from medgate.core.matrix import Case
 from medgate.core.registry import ModelSpec, get_backend, get_spec
+from medgate.core.steps import step
 from medgate.data import Dataset, load_dataset, preprocess
 from medgate.gates.accuracy.checks import RunIdentity
 from medgate.gates.accuracy.metrics import Evaluation
@@ -145,10 +146,11 @@ class Workspace:
         key = model if model in self.config.datasets else owner
         if key not in self._datasets:
             spec = self.spec(key)
-            source = self.config.datasets.get(key) or spec.dataset.materialize(
-                self.config.cache_dir
-            )
-            self._datasets[key] = load_dataset(source, spec.num_classes, spec.classes)
+            with step("dataset"):
+                source = self.config.datasets.get(key) or spec.dataset.materialize(
+                    self.config.cache_dir
+                )
+                self._datasets[key] = load_dataset(source, spec.num_classes, spec.classes)
         return self._datasets[key]
 
     def weights(self, model: str) -> ResolvedWeights:
@@ -161,7 +163,8 @@ class Workspace:
                 path, trained_now = given, False
             else:
                 spec, dataset = self.spec(owner), self.dataset(owner)
-                result = ensure_checkpoint(spec, dataset, self.config.cache_dir, self.stream)
+                with step("train"):
+                    result = ensure_checkpoint(spec, dataset, self.config.cache_dir, self.stream)
                 path, trained_now = result.path, result.trained_now
                 recipe_key = checkpoint_key(spec, dataset)
             self._weights[model] = ResolvedWeights(
@@ -258,7 +261,8 @@ class Workspace:
             cache_dir=cache_dir,
         )
         started = time.perf_counter()
-        session = get_backend(case.backend).prepare(copy.deepcopy(module), example, context)
+        with step("build"):
+            session = get_backend(case.backend).prepare(copy.deepcopy(module), example, context)
         session.prepare_s = time.perf_counter() - started
         return session
 
@@ -340,7 +344,7 @@ class Workspace:
         test = self.dataset(case.model).split("test")
         logits = []
         starts = range(0, len(test), case.batch)
-        with self.uncaptured():
+        with self.uncaptured(), step("evaluate"):
             for start in tqdm(
                 starts,
                 desc=f"medgate: evaluate {case.id}",

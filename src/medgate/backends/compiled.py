@@ -19,6 +19,7 @@ from medgate.backends.eager import TORCH_UNSUPPORTED, EagerSession
 from medgate.backends.torch_precision import for_precision
 from medgate.core.matrix import Case
 from medgate.core.registry import register_backend
+from medgate.core.steps import step
 
 
 class CompiledSession(EagerSession):
@@ -56,8 +57,9 @@ class CompileBackend(Backend):
         compiled = cast(nn.Module, torch.compile(ready.module, backend="inductor"))
         session = CompiledSession(compiled, context.case.device, input_dtype=ready.input_dtype)
         started = time.perf_counter()
-        for batch in (1, 2):
-            session.run(session.place(example.expand(batch, *example.shape[1:])))
-        session.synchronize()
+        with step("compile"):
+            for batch in (1, 2):
+                session.run(session.place(example.expand(batch, *example.shape[1:])))
+            session.synchronize()
         session.compile_s = time.perf_counter() - started
         return session

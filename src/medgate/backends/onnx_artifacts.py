@@ -40,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from medgate.backends.base import BuildContext
+from medgate.core.steps import step
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -49,7 +50,7 @@ OUTPUT_NAME = "logits"
 CACHE_MAX_AGE_S = 14 * 24 * 3600
 
 
-def _staged(path: Path, write: Callable[[Path], None]) -> Path:
+def _staged(path: Path, write: Callable[[Path], None], kind: str) -> Path:
     """Run ``write`` on a temporary path beside ``path`` and rename it into place."""
     if path.exists():
         # The mtime of a cached graph is when it was last used: what pruning goes by.
@@ -58,7 +59,8 @@ def _staged(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         staged = Path(scratch) / path.name
-        write(staged)
+        with step(kind):
+            write(staged)
         staged.replace(path)
     return path
 
@@ -85,7 +87,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
                 dynamo=False,
             )
 
-    return _staged(path, write)
+    return _staged(path, write, "export")
 
 
 def _float16(source: Path, path: Path, context: BuildContext) -> Path:
@@ -96,7 +98,7 @@ def _float16(source: Path, path: Path, context: BuildContext) -> Path:
         converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
         onnx.save(converted, str(staged))
 
-    return _staged(path, write)
+    return _staged(path, write, "convert")
 
 
 def _preprocessed(source: Path, context: BuildContext) -> Path:
@@ -105,7 +107,9 @@ def _preprocessed(source: Path, context: BuildContext) -> Path:
 
     path = _derived_path(source, context, "preprocessed")
     return _staged(
-        path, lambda staged: quant_pre_process(str(source), str(staged), skip_symbolic_shape=True)
+        path,
+        lambda staged: quant_pre_process(str(source), str(staged), skip_symbolic_shape=True),
+        "convert",
     )
 
 
@@ -116,6 +120,7 @@ def _dynamic_int8(source: Path, path: Path, context: BuildContext) -> Path:
     return _staged(
         path,
         lambda staged: quantize_dynamic(str(prepared), str(staged), weight_type=QuantType.QInt8),
+        "convert",
     )
 
 
@@ -172,7 +177,7 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
             calibrate_method=methods[context.calibration_recipe.method],
         )
 
-    return _staged(path, write)
+    return _staged(path, write, "calibrate")
 
 
 CONVERSIONS: dict[str, Callable[[Path, Path, BuildContext], Path]] = {

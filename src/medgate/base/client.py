@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medgate.core.matrix import Case
+from medgate.core.steps import step
 
 WORKER = Path(__file__).with_name("worker_main.py")
 
@@ -83,9 +84,10 @@ class Worker:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
+            with step("base worker"):
+                self.process.stdin.write(json.dumps(request) + "\n")
+                self.process.stdin.flush()
+                line = self.process.stdout.readline()
         except BrokenPipeError:
             line = ""
         if not line:

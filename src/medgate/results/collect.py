@@ -383,6 +383,7 @@ def collect(
     started: datetime.datetime,
     wall_s: float,
     lanes_s: Mapping[str, float],
+    steps_s: Mapping[str, Mapping[str, float]] | None = None,
     outcome: str,
     peaks: Peaks | None,
     power: PowerModel | None,
@@ -442,6 +443,7 @@ def collect(
                 "started": started.isoformat(timespec="seconds"),
                 "wall_s": wall_s,
                 "lanes_s": dict(lanes_s),
+                "steps_s": {lane: dict(spent) for lane, spent in (steps_s or {}).items()},
                 "outcome": outcome,
                 "machine": {
                     "fingerprint_id": workspace.fingerprint.id,

@@ -256,6 +256,10 @@ def _machine_section(document: Mapping[str, Any]) -> str:
             f"{shard['threads']} threads",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(shard["versions"].items())),
         ]
+        for lane, spent in shard.get("steps_s", {}).items():
+            if spent:
+                steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in spent.items())
+                lines.append(f"- {lane}: {steps}")
         peaks = shard["peaks"]
         if peaks is not None:
             measured = "; ".join(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 
 from medgate.core.energy import PowerModel, power_model
 from medgate.core.peaks import Peaks, measure_peaks
+from medgate.core.steps import totals
 from medgate.results.collect import collect
 from medgate.results.write import write_report
 from medgate.workspace import Workspace
@@ -38,14 +40,29 @@ class RunClock:
     case_tests: set[str] = field(default_factory=set)
     #: Tests of the run that ran a case (their call phase).
     cases: int = 0
+    #: Lane -> step (``medgate.core.steps``) -> seconds its tests spent in it.
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        """A pytest hook: what the test's steps took, counted to its lane."""
+        before = totals()
+        try:
+            return (yield)
+        finally:
+            if item.nodeid in self.case_tests:
+                spent = self.steps.setdefault(_lane(item.keywords), {})
+                for name, seconds in totals().items():
+                    delta = seconds - before.get(name, 0.0)
+                    if delta > 0:
+                        spent[name] = spent.get(name, 0.0) + delta
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """A pytest hook (the clock is registered as a plugin): each phase's duration."""
         if report.nodeid not in self.case_tests:
             return
         self.cases += report.when == "call" or report.skipped
-        lane = next((name for name in LANES if name in report.keywords), "other")
-        self.lanes[lane] += report.duration
+        self.lanes[_lane(report.keywords)] += report.duration
         case_id = report.nodeid.rsplit("[", 1)[-1][:-1]
         reason = getattr(report, "wasxfail", None)
         if reason is not None and report.skipped:
@@ -63,6 +80,30 @@ class RunClock:
     def line(self) -> str:
         parts = [f"{lane} {seconds:.0f} s" for lane, seconds in self.lanes.items() if seconds]
         return f"wall time {self.wall_s:.0f} s: {', '.join(parts) or 'nothing ran'}"
+
+    def profile(self) -> dict[str, dict[str, float]]:
+        """Lane -> step -> seconds, the rest of the lane's time as ``other`` (fixtures,
+        pytest, memray's tracing, what no step names)."""
+        profile = {}
+        for lane, seconds in self.lanes.items():
+            spent = dict(sorted(self.steps.get(lane, {}).items(), key=lambda kv: -kv[1]))
+            rest = seconds - sum(spent.values())
+            profile[lane] = {**spent, **({"other": rest} if rest > 0.05 else {})}
+        return profile
+
+    def profile_lines(self) -> list[str]:
+        return [
+            f"  {lane:<10} {sum(spent.values()):6.0f} s  "
+            + ", ".join(
+                f"{name} {seconds:.{0 if seconds >= 10 else 1}f}" for name, seconds in spent.items()
+            )
+            for lane, spent in self.profile().items()
+            if spent
+        ]
+
+
+def _lane(keywords: Any) -> str:
+    return next((name for name in LANES if name in keywords), "other")
 
 
 OUTCOMES = {0: "passed", 1: "failed", 2: "interrupted", 5: "passed"}
@@ -113,6 +154,7 @@ def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Wri
         started=clock.started,
         wall_s=clock.wall_s,
         lanes_s=clock.lanes,
+        steps_s=clock.profile(),
         outcome=OUTCOMES.get(int(exitstatus), "error"),
         peaks=peaks,
         power=power,

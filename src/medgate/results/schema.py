@@ -56,6 +56,13 @@ SCHEMA: dict[str, Any] = {
                     "started": {"type": "string"},
                     "wall_s": {"type": "number", "minimum": 0},
                     "lanes_s": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "steps_s": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": {"type": "number"},
+                        },
+                    },
                     "outcome": {"enum": ["passed", "failed", "interrupted", "error"]},
                     "machine": {
                         "type": "object",

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from medgate.backends.base import Session
+from medgate.core import steps
 from medgate.core.device import cuda_peak_since, start_cuda_peak
 from medgate.core.facts import ModelFacts
 from medgate.core.matrix import Case
@@ -73,7 +74,7 @@ def time_case(
     estimate = _seconds_per_round(step, reference)
     rounds = rounds_for(estimate, ledger.max_time, ledger.min_rounds)
     references: list[float] = []
-    with gc_paused():
+    with gc_paused(), steps.step("time"):
         benchmark.pedantic(
             step, setup=lambda: references.append(reference.time_once()), rounds=rounds
         )
@@ -89,7 +90,8 @@ def time_case(
         add_rounds(benchmark, more.series["model"])
         return more
 
-    result = ledger.settle(case, case.id, first, measure_more)
+    with steps.step("time"):
+        result = ledger.settle(case, case.id, first, measure_more)
     benchmark.extra_info.update(_verdict_info(result))
     return result
 
