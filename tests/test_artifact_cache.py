@@ -130,3 +130,22 @@ def test_a_static_graph_is_built_once_and_stale_graphs_are_pruned(tmp_path: Path
     os.utime(stale, (0, 0))
     assert prune_cache(tmp_path / "graphs") == [stale]
     assert built.exists()
+
+
+def test_compiled_graphs_are_cached_beside_medgate_s(
+    suite_dir: Path, run_suite: RunSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inductor's FX-graph cache (keyed by the traced graph, so never stale) lives in the medgate
+    cache, where a warm rerun finds it, not in /tmp."""
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache = tmp_path / "cache"
+    result = run_suite(
+        "-m",
+        "agreement",
+        "--backends=compile",
+        "--precisions=fp32",
+        "--input-sizes=16",
+        f"--cache-dir={cache}",
+    )
+    assert result.parseoutcomes()["passed"] == 1
+    assert list((cache / "inductor").glob("fxgraph/*/*")), "nothing cached in the medgate cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import random
 import time
 from typing import Any
@@ -61,6 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     suite = SuiteConfig.from_pytest_config(config)
+    # Inductor's FX-graph cache is keyed by the traced graph, its inputs' metadata, the inductor
+    # config and the torch build, so it serves no stale graph; kept beside medgate's other
+    # caches (not in /tmp, which a reboot empties), a warm torch.compile costs tracing only.
+    # An explicit TORCHINDUCTOR_CACHE_DIR wins. Base-revision workers inherit it.
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(suite.cache_dir / "inductor"))
     for module in suite.zoo:
         try:
             importlib.import_module(module)
