@@ -149,3 +149,38 @@ def test_compiled_graphs_are_cached_beside_medgate_s(
     )
     assert result.parseoutcomes()["passed"] == 1
     assert list((cache / "inductor").glob("fxgraph/*/*")), "nothing cached in the medgate cache"
+
+
+def test_an_unchanged_ort_graph_s_evaluation_is_read_back_and_a_changed_one_is_run(
+    suite_dir: Path, run_suite: RunSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    accuracy = (
+        "-m",
+        "accuracy",
+        "--backends=eager,onnxruntime",
+        "--precisions=fp32",
+        "--input-sizes=16",
+        f"--cache-dir={cache}",
+    )
+    first = run_suite(*accuracy)
+    assert first.parseoutcomes()["passed"] == 2
+    assert "read back" not in first.stdout.str()
+    (stored,) = (cache / "evaluations").glob("*.npy")  # eager is evaluated every run
+
+    again = run_suite(*accuracy)
+    assert again.parseoutcomes()["passed"] == 2
+    again.stdout.fnmatch_lines(["*1 accuracy evaluation(s) read back*onnxruntime-fp32-16*"])
+
+    # Another graph (the environment variable its forward() reads): evaluated, stored beside.
+    monkeypatch.setenv("MEDGATE_TINY_WORK", "3")
+    changed = run_suite(*accuracy)
+    assert "read back" not in changed.stdout.str()
+    assert len(list((cache / "evaluations").glob("*.npy"))) == 2
+
+    # A file that does not hold this split's logits is not trusted: evaluated again.
+    monkeypatch.delenv("MEDGATE_TINY_WORK")
+    stored.write_bytes(b"not an array")
+    rerun = run_suite(*accuracy)
+    assert rerun.parseoutcomes()["passed"] == 2
+    assert "read back" not in rerun.stdout.str()

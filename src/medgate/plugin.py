@@ -36,7 +36,7 @@ from medgate.gates.latency.store import latency_dir
 from medgate.gates.memory.markers import limit_memory_marks
 from medgate.gates.memory.memray_peak import memray_peak
 from medgate.markers import MARKERS, TestOptions, case_marks
-from medgate.results.run import RunClock, WrittenReport, finish_report
+from medgate.results.run import RunClock, WrittenReport, finish_report, reused_note
 from medgate.summary import roofline_table, write_summary
 from medgate.training import CheckpointError
 from medgate.workspace import Workspace
@@ -333,6 +333,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for line in clock.profile_lines():
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"medgate: {clock.line()}")
+    if workspace.reused_evaluations:
+        terminalreporter.write_line(f"medgate: {reused_note(workspace)}")
     report = config.stash.get(REPORT, None)
     if report is not None:
         table = roofline_table(report.document)

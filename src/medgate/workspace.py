@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from medgate.backends.base import BuildContext, Session
 from medgate.base.run import BaseRun
 from medgate.core.config import SuiteConfig
+from medgate.core.evaluations import EvaluationCache, evaluation_key
 from medgate.core.facts import ModelFacts, model_facts
 from medgate.core.fingerprint import Fingerprint, machine_fingerprint
 from medgate.core.logits import require_finite
@@ -88,6 +90,11 @@ class Workspace:
         #: Derived models (a PT2E-quantized graph) shared by every build of the run.
         self.memo: dict[str, Any] = {}
         self.reference_evaluation = cache(self._reference_evaluation)
+        #: Logits of unchanged ONNX Runtime sessions from earlier runs, and the cases that
+        #: reused them (``medgate.core.evaluations``).
+        self.evaluations = EvaluationCache(config.cache_dir / "evaluations")
+        self.reused_evaluations: list[str] = []
+        self.inputs_sha256 = cache(self._inputs_sha256)
         self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
         #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
         self.memory = MemoryLedger(
@@ -334,35 +341,75 @@ class Workspace:
             positive_scores=None if scores is None else np.asarray(scores, dtype=float),
         )
 
-    def evaluate(self, case: Case, run: Callable[[torch.Tensor], torch.Tensor]) -> Evaluation:
+    def evaluate(
+        self,
+        case: Case,
+        run: Callable[[torch.Tensor], torch.Tensor],
+        content_key: str | None = None,
+    ) -> Evaluation:
         """``run``'s logits over the whole test split, in batches of ``case.batch``.
 
         The last batch is padded to full size with its own last image: every batch has the
         shape the session was built and warmed for (compiled graphs, TensorRT profiles).
+        With the session's ``content_key``, logits of an earlier run on the same inputs and
+        machine are read back instead (``medgate.core.evaluations``).
         """
         spec = self.spec(case.model)
         test = self.dataset(case.model).split("test")
+        key = None
+        if content_key is not None:
+            inputs = self.inputs_sha256(case.model, case.input_size, case.batch)
+            key = evaluation_key(content_key, inputs, self.fingerprint.id)
+            stored = self.evaluations.load(key, len(test))
+            if stored is not None:
+                self.reused_evaluations.append(case.id)
+                scores = torch.from_numpy(stored)
+                require_finite(scores, case.id)
+                return Evaluation.from_logits(test.labels, scores, spec.positive_index)
+        scores = self._evaluate(case, run)
+        if key is not None:
+            self.evaluations.store(key, scores.numpy())
+        return Evaluation.from_logits(test.labels, scores, spec.positive_index)
+
+    def _test_batches(
+        self, model: str, size: int, batch: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(count, preprocessed batch padded to ``batch`` with its own last image)."""
+        spec = self.spec(model)
+        test = self.dataset(model).split("test")
+        for start in range(0, len(test), batch):
+            images = test.images[start : start + batch]
+            count = len(images)
+            padded = preprocess(images, size, spec.mean, spec.std, spec.in_chans)
+            if count < batch:
+                padded = torch.cat([padded, padded[-1:].expand(batch - count, -1, -1, -1)])
+            yield count, padded
+
+    def _inputs_sha256(self, model: str, size: int, batch: int) -> str:
+        digest = hashlib.sha256()
+        for _, inputs in self._test_batches(model, size, batch):
+            digest.update(f"{tuple(inputs.shape)}|".encode())
+            digest.update(inputs.numpy().tobytes())
+        return digest.hexdigest()
+
+    def _evaluate(self, case: Case, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        batches = self._test_batches(case.model, case.input_size, case.batch)
         logits = []
-        starts = range(0, len(test), case.batch)
         with self.uncaptured(), step("evaluate"):
-            for start in tqdm(
-                starts,
+            for count, batch in tqdm(
+                batches,
                 desc=f"medgate: evaluate {case.id}",
+                total=-(-len(self.dataset(case.model).split("test")) // case.batch),
                 unit="batch",
                 file=self.stream,
                 leave=False,
                 # Hundreds of evaluations per run: in a CI log the bars would be noise.
                 disable=not self.stream.isatty(),
             ):
-                images = test.images[start : start + case.batch]
-                count = len(images)
-                batch = preprocess(images, case.input_size, spec.mean, spec.std, spec.in_chans)
-                if count < case.batch:
-                    batch = torch.cat([batch, batch[-1:].expand(case.batch - count, -1, -1, -1)])
                 logits.append(run(batch)[:count].float().cpu())
         scores = torch.cat(logits)
         require_finite(scores, case.id)
-        return Evaluation.from_logits(test.labels, scores, spec.positive_index)
+        return scores
 
     def _reference_evaluation(self, model: str, size: int, batch: int) -> Evaluation:
         reference = self.trained_model(model)

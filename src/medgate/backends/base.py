@@ -84,6 +84,12 @@ class Session(ABC):
         if self.device == "cuda":
             torch.cuda.synchronize()
 
+    def content_key(self) -> str | None:
+        """What fixes this session's outputs for given inputs (the graph it runs, the runtime,
+        its settings), so that its evaluations may be reused across runs; None where that
+        cannot be stated (an eager module's forward() reads code no key could list)."""
+        return None
+
     @property
     def artifact_bytes(self) -> int | None:
         """On-disk size of what this backend ships (exported graph), when it has one."""

@@ -8,7 +8,9 @@ input (the PyTorch backends also place inputs before timing).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +29,21 @@ class OnnxRuntimeSession(Session):
         self.inference = inference
         self.binding = inference.io_binding()
         self._bound: Any = None
+        self._threads = context.threads
+
+    def content_key(self) -> str | None:
+        """The graph's bytes, the ORT build, the threads and the session options set here (this
+        module's code), on the CPU provider only: its kernels are deterministic for a given
+        thread count, where a GPU provider may pick kernels by timing."""
+        import onnxruntime as ort
+
+        if self.inference.get_providers() != ["CPUExecutionProvider"] or self.artifact is None:
+            return None
+        digest = hashlib.sha256(Path(__file__).read_bytes())
+        with Path(self.artifact).open("rb") as graph:
+            for block in iter(lambda: graph.read(1 << 20), b""):
+                digest.update(block)
+        return f"onnxruntime {ort.__version__} cpu threads={self._threads} {digest.hexdigest()}"
 
     def place(self, batch: torch.Tensor) -> Any:
         import onnxruntime as ort

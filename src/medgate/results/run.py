@@ -102,6 +102,15 @@ class RunClock:
         ]
 
 
+def reused_note(workspace: Workspace) -> str:
+    reused = workspace.reused_evaluations
+    return (
+        f"{len(reused)} accuracy evaluation(s) read back from {workspace.evaluations.directory}: "
+        "the same ONNX Runtime graph, runtime, threads and input tensors on this machine as an "
+        f"earlier run (e.g. {', '.join(reused[:3])})"
+    )
+
+
 def _lane(keywords: Any) -> str:
     return next((name for name in LANES if name in keywords), "other")
 
@@ -149,6 +158,8 @@ def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Wri
     peaks, power = machine_roofs(workspace)
     clock.add_step("peaks", time.perf_counter() - started)
     notes = [note for gate in workspace.gates for note in gate.notes]
+    if workspace.reused_evaluations:
+        notes.append(reused_note(workspace))
     document = collect(
         workspace,
         started=clock.started,

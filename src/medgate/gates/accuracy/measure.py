@@ -25,7 +25,12 @@ class AccuracyResources(Protocol):
 
     def spec(self, model: str) -> ModelSpec: ...
 
-    def evaluate(self, case: Case, run: Callable[[torch.Tensor], torch.Tensor]) -> Evaluation: ...
+    def evaluate(
+        self,
+        case: Case,
+        run: Callable[[torch.Tensor], torch.Tensor],
+        content_key: str | None = None,
+    ) -> Evaluation: ...
 
     def dataset_identity(self, model: str) -> DatasetIdentity: ...
 
@@ -48,7 +53,9 @@ def measure_accuracy(resources: AccuracyResources, case: Case, session: Session)
     else:
         # The session decides its own autograd mode: inputs made under inference_mode here
         # would fail a compiled graph's guards and recompile it for every case.
-        candidate = resources.evaluate(case, lambda batch: session.run(session.place(batch)))
+        candidate = resources.evaluate(
+            case, lambda batch: session.run(session.place(batch)), session.content_key()
+        )
     return resources.accuracy.judge(
         case,
         resources.spec(case.model),
