@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: gate pre-merge smoke latency accuracy memory test lint baseline train report clean
+.PHONY: gate pre-merge nightly smoke latency accuracy memory test lint baseline train report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,19 +13,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	touch $@
 
-## The gate on the bundled default: every CPU case, judged against the base revision (the merge
-## base with the upstream, or $$MEDGATE_BASE) when there is one, else the committed baselines.
+## The gate on the bundled default, the pre-merge lane: one size per model, every backend x
+## precision, judged against the base revision (the merge base with the upstream, or
+## $$MEDGATE_BASE) measured side by side in this run; a model whose code, weights, data, engine
+## and libraries hash the same on both sides is not measured. The committed baselines when there
+## is no base (docs/base.md).
 gate: $(STAMP)
+	$(BIN)/pytest perf_tests -m "smoke and cpu" $$($(BIN)/python -m medgate.base.pick)
+
+pre-merge: gate
+
+## Every CPU case (every size), against the base revision or the baselines: the nightly lane.
+nightly: $(STAMP)
 	$(BIN)/pytest perf_tests -m cpu $$($(BIN)/python -m medgate.base.pick)
 
 ## One size per model and backend against the stored baselines.
 smoke: $(STAMP)
 	$(BIN)/pytest perf_tests -m "smoke and cpu"
-
-## The smoke lane against the base revision (the merge base with the upstream, or $$MEDGATE_BASE),
-## measured side by side in this run; the stored baselines when there is none (docs/base.md).
-pre-merge: $(STAMP)
-	$(BIN)/pytest perf_tests -m "smoke and cpu" $$($(BIN)/python -m medgate.base.pick)
 
 ## Latency and stages of every CPU case against this machine's baselines/latency, and budgets.
 latency: $(STAMP)
