@@ -19,6 +19,7 @@ import torch
 from medgate.backends import Session
 from medgate.core.device import cuda_peak_since, start_cuda_peak
 from medgate.core.matrix import Case
+from medgate.core.registry import get_backend
 from medgate.core.verdict import require
 from medgate.workspace import Workspace
 
@@ -61,7 +62,8 @@ def test_inference_memory(
 @pytest.fixture
 def session_inputs(medgate_case: Case, medgate_workspace: Workspace) -> None:
     """Everything a build reads, loaded before the measured region: the trained model, the
-    example batch and the calibration images."""
+    example batch, the calibration images and the modules the build imports."""
+    get_backend(medgate_case.backend).preload(medgate_case)
     medgate_workspace.trained_model(medgate_case.model)
     medgate_workspace.inputs(medgate_case.model, medgate_case.input_size, 1)
     medgate_workspace.calibration_batches(medgate_case.model, medgate_case.input_size)

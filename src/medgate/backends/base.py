@@ -107,6 +107,12 @@ class Backend(ABC):
         """Why ``case`` cannot run on this machine (a missing optional dependency or provider)."""
         return None
 
+    def preload(self, case: Case) -> None:
+        """Import what ``prepare`` imports lazily for ``case``: the memory lane measures a build
+        after this, so its figure is the build's allocations, not a module's first import
+        (which whichever test came first would pay)."""
+        return None
+
     @abstractmethod
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
         """Turn a trained eager fp32 module into a session for ``context.case``."""

@@ -180,6 +180,14 @@ def _static_int8(source: Path, path: Path, context: BuildContext) -> Path:
     return _staged(path, write, "calibrate")
 
 
+#: The modules each graph's build imports when it first runs.
+CONVERSION_MODULES: dict[str, tuple[str, ...]] = {
+    "fp32": ("onnx",),
+    "fp16": ("onnx", "onnxruntime.transformers.float16"),
+    "int8-dynamic": ("onnxruntime.quantization", "onnxruntime.quantization.shape_inference"),
+    "int8-static": ("onnxruntime.quantization", "onnxruntime.quantization.shape_inference"),
+}
+
 CONVERSIONS: dict[str, Callable[[Path, Path, BuildContext], Path]] = {
     "fp16": _float16,
     "int8-dynamic": _dynamic_int8,
