@@ -40,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from medgate.backends.base import BuildContext
+from medgate.core.files import sha256_file
 from medgate.core.steps import step
 
 INPUT_NAME = "input"
@@ -206,14 +207,6 @@ def _build_code() -> str:
     return hashlib.sha256(Path(__file__).read_bytes() + libraries.encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tensors_sha256(tensors: Iterator[torch.Tensor] | tuple[torch.Tensor, ...]) -> str:
     digest = hashlib.sha256()
     for tensor in tensors:
@@ -228,7 +221,7 @@ def derived_key(source: Path, context: BuildContext, kind: str) -> str:
     and library versions, and for static int8 the calibration tensors and recipe."""
     memo_key = f"derived-key:{source}:{kind}"
     if memo_key not in context.memo:
-        parts = [kind, _file_sha256(source), _build_code()]
+        parts = [kind, sha256_file(source), _build_code()]
         if "static" in kind:
             parts += [context.calibration_recipe.key, _tensors_sha256(tuple(context.calibration()))]
         context.memo[memo_key] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]

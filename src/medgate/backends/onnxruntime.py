@@ -28,6 +28,7 @@ from medgate.backends.onnx_artifacts import (
     export_onnx,
     onnx_artifact,
 )
+from medgate.core.files import sha256_file
 from medgate.core.matrix import Case
 from medgate.core.registry import Unsupported, register_backend
 
@@ -48,11 +49,11 @@ class OnnxRuntimeSession(Session):
 
         if self.inference.get_providers() != ["CPUExecutionProvider"] or self.artifact is None:
             return None
-        digest = hashlib.sha256(Path(__file__).read_bytes())
-        with Path(self.artifact).open("rb") as graph:
-            for block in iter(lambda: graph.read(1 << 20), b""):
-                digest.update(block)
-        return f"onnxruntime {ort.__version__} cpu threads={self._threads} {digest.hexdigest()}"
+        options = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+        return (
+            f"onnxruntime {ort.__version__} cpu threads={self._threads} options={options} "
+            f"graph={sha256_file(Path(self.artifact))}"
+        )
 
     def place(self, batch: torch.Tensor) -> Any:
         import onnxruntime as ort
