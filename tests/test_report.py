@@ -346,6 +346,11 @@ def test_one_set_of_weights_is_shown_at_every_size_beside_the_model_loading_it()
         if model != "m":
             case["weights_from"] = "m"
         document["cases"].append(case)
+    # Throughput alone (batch 16) at a size: neither accuracy nor p50 at batch 1, so no column.
+    throughput = copy.deepcopy(document["cases"][0])
+    throughput.update(id="m-eager-fp32-128-bs16-cpu", input_size=128, batch=16)
+    del throughput["accuracy"]
+    document["cases"].append(throughput)
     validate(document, "test")
     markdown = render(document)
     section = markdown.split("### Size trade-off")[1]
@@ -355,6 +360,7 @@ def test_one_set_of_weights_is_shown_at_every_size_beside_the_model_loading_it()
     assert "| m | eager | fp32 | cpu | 79.8% · 9.50 ms | 82.5% · 1.20 ms | 2.7 pp |" in family
     assert "| m_upsampled | eager | fp32 | cpu |  | 80.1% · 9.90 ms |  |" in family
     assert "<b>m_upsampled</b> across" not in section
+    assert "128 px" not in section
 
 
 def test_a_run_of_one_size_per_model_has_no_size_trade_off() -> None:

@@ -34,13 +34,15 @@ def _figures(
     for case in cases:
         if "skipped" in case:
             continue
-        key = (case["model"], case["backend"], case["precision"], case["device"])
-        cell = figures.setdefault(key, {}).setdefault(int(case["input_size"]), {})
+        found: dict[str, float] = {}
         accuracy = case.get("accuracy", {}).get("accuracy")
         if accuracy is not None:
-            cell["accuracy"] = float(accuracy)
+            found["accuracy"] = float(accuracy)
         if "latency" in case and case["batch"] == 1:
-            cell["p50_ms"] = float(case["latency"]["p50_ms"])
+            found["p50_ms"] = float(case["latency"]["p50_ms"])
+        if found:
+            key = (case["model"], case["backend"], case["precision"], case["device"])
+            figures.setdefault(key, {}).setdefault(int(case["input_size"]), {}).update(found)
     return figures
 
 
