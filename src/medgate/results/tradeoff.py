@@ -62,8 +62,9 @@ class FamilyTable:
 
 
 def family_tables(cases: Sequence[Mapping[str, Any]]) -> list[FamilyTable]:
-    """One table per family measured at more than one size or by more than one model (a smoke
-    run, one size per model, has none)."""
+    """One table per family measured at more than one size or by more than one model: in a
+    smoke run (one size per model) only a family with a variant, such as native 64 px beside
+    64 px upsampled in ``forward()``."""
     families: dict[str, list[Mapping[str, Any]]] = {}
     for case in cases:
         families.setdefault(_family(case), []).append(case)
