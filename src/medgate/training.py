@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from medgate.core.kernels import KernelPin, pin_for
 from medgate.core.machine import cpu
-from medgate.core.registry import ModelSpec, create_model, model_module
+from medgate.core.registry import ModelSpec, create_model, get_spec, model_module
 from medgate.data import Dataset, preprocess
+from medgate.size_norms import NormStats, apply, calibrate, has_norms, norm_key, served_sizes
 
-RECIPE_FORMAT = 3
+RECIPE_FORMAT = 4
 
 
 class CheckpointError(ValueError):
@@ -48,9 +49,16 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Hyper-parameters of the CPU training recipe. ``train_size`` is the input size trained at."""
+    """Hyper-parameters of the CPU training recipe.
+
+    ``train_sizes`` makes it multi-scale: each batch is drawn at one of these input sizes, so one
+    checkpoint serves every size of the matrix (a CNN trained at one size loses its BatchNorm
+    statistics and its receptive-field scale at the others). Without them it trains at
+    ``train_size``, the size its split accuracies are reported at either way.
+    """
 
     train_size: int
+    train_sizes: tuple[int, ...] = ()
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3
@@ -59,6 +67,28 @@ class TrainRecipe:
     optimizer: Literal["adamw", "sgd"] = "adamw"
     hflip: bool = True
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint file holds: ``{"state_dict", "meta", "norm_stats"}``, or a bare state
+    dict. ``norm_stats`` maps ``"<model>@<size>"`` to the BatchNorm buffers of that model at
+    that input size (``medgate.size_norms``)."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    norm_stats: dict[str, NormStats] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {"state_dict": self.state_dict, "meta": self.meta, "norm_stats": self.norm_stats}
+
+    @property
+    def sha256(self) -> str:
+        """The identity of the weights and of every size's statistics."""
+        tensors = dict(self.state_dict)
+        for key, stats in self.norm_stats.items():
+            tensors.update({f"{key}/{name}": value for name, value in stats.items()})
+        return weights_sha256(tensors)
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,7 @@ def checkpoint_key(spec: ModelSpec, dataset: Dataset, pin: KernelPin | None = No
         "std": spec.std,
         "dataset_sha256": dataset.sha256,
         "recipe": asdict(spec.train),
+        "served": served_sizes(spec),
         "torch": ".".join(torch.__version__.split(".")[:2]),
         "kernels": (pin or pin_for(cpu())).key(),
     }
@@ -101,7 +132,7 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def checkpoint_sha256(path: Path) -> str:
-    return weights_sha256(read_checkpoint(path)[0])
+    return read_checkpoint(path).sha256
 
 
 def ensure_checkpoint(
@@ -178,16 +209,15 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def train(
-    spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> Checkpoint:
     """Train ``spec``'s architecture from a seeded init with ``spec.train``.
 
-    Returns the model in eval mode and metadata including its split accuracies.
+    Returns its weights, the BatchNorm statistics of every size it serves, and metadata with its
+    split accuracies (at ``train_size``, and at each served size with that size's statistics).
     """
     recipe = spec.train
     train_split = dataset.split("train")
-    inputs = preprocess(train_split.images, recipe.train_size, spec.mean, spec.std, spec.in_chans)
+    sizes = recipe.train_sizes or (recipe.train_size,)
     labels = torch.from_numpy(train_split.labels)
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     with _deterministic(recipe.seed):
@@ -198,7 +228,7 @@ def train(
         )
         progress = tqdm(
             total=recipe.epochs * steps_per_epoch,
-            desc=f"medgate: train {spec.name}@{recipe.train_size}",
+            desc=f"medgate: train {spec.name}@{'/'.join(map(str, sizes))}",
             unit="step",
             file=stream or sys.stderr,
             mininterval=1.0 if (stream or sys.stderr).isatty() else 15.0,
@@ -209,7 +239,10 @@ def train(
                 order = torch.randperm(len(labels))
                 for start in range(0, len(labels), recipe.batch_size):
                     index = order[start : start + recipe.batch_size]
-                    batch = _augment(inputs[index], recipe)
+                    size = sizes[int(torch.randint(len(sizes), ()))] if len(sizes) > 1 else sizes[0]
+                    images = train_split.images[index.numpy()]
+                    inputs = preprocess(images, size, spec.mean, spec.std, spec.in_chans)
+                    batch = _augment(inputs, recipe)
                     loss = F.cross_entropy(model(batch), labels[index])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -217,12 +250,50 @@ def train(
                     schedule.step()
                     progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                     progress.update()
+        norm_stats = _calibrate_sizes(model, spec, train_split.images)
     model.eval()
     meta: dict[str, Any] = {"model": spec.name, "recipe": asdict(recipe)}
     for split in ("val", "test"):
         if split in dataset.splits:
             meta[f"{split}_accuracy"] = split_accuracy(model, spec, dataset, split)
-    return model, meta
+            meta[f"{split}_accuracy_by_size"] = {
+                norm_key(name, size): split_accuracy(
+                    _served(model, name, norm_stats.get(norm_key(name, size))),
+                    get_spec(name),
+                    dataset,
+                    split,
+                    size,
+                )
+                for name, size in served_sizes(spec)
+            }
+    return Checkpoint(model.state_dict(), meta, norm_stats)
+
+
+def _calibrate_sizes(model: nn.Module, spec: ModelSpec, images: np.ndarray) -> dict[str, NormStats]:
+    """Each served (model, size)'s BatchNorm statistics; the state dict's own become those of
+    ``train_size``, so a bare state dict is the model at the size its accuracy is reported at.
+    Multi-scale training leaves running averages of whichever sizes came last."""
+    if not has_norms(model):
+        return {}
+    batch = spec.train.batch_size
+    stats = {
+        norm_key(name, size): calibrate(
+            _served(model, name, None), get_spec(name), images, size, batch
+        )
+        for name, size in served_sizes(spec)
+    }
+    own = stats.get(norm_key(spec.name, spec.train.train_size))
+    apply(model, own or calibrate(model, spec, images, spec.train.train_size, batch), spec.name)
+    return stats
+
+
+def _served(model: nn.Module, name: str, stats: NormStats | None) -> nn.Module:
+    """``model``'s weights in the architecture of ``name`` (itself, or a model loading them)."""
+    served = create_model(name)
+    served.load_state_dict(model.state_dict())
+    if stats is not None:
+        apply(served, stats, name)
+    return served.eval()
 
 
 def _optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -266,8 +337,9 @@ def split_accuracy(
     return correct / len(data)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load ``{"state_dict": ..., "meta": ...}`` or a bare state dict, with ``weights_only``."""
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Load ``{"state_dict": ..., "meta": ..., "norm_stats": ...}`` or a bare state dict, with
+    ``weights_only``."""
     if not path.is_file():
         raise CheckpointError(
             f"{path}: checkpoint not found; train it with `medgate train` or fix the path"
@@ -282,21 +354,33 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             "(torch.save(model.state_dict(), path)), not a pickled module"
         ) from error
     fix = "save model.state_dict() or {'state_dict': ..., 'meta': {...}}"
-    state_dict, meta = payload, {}
+    state_dict, meta, norm_stats = payload, {}, {}
     if isinstance(payload, dict) and "state_dict" in payload:
         state_dict, meta = payload["state_dict"], payload.get("meta", {})
+        norm_stats = payload.get("norm_stats", {})
         if not isinstance(meta, dict):
             raise CheckpointError(
                 f"{path}: field meta holds {type(meta).__name__}, not a dict; {fix}"
             )
-    if not isinstance(state_dict, dict) or not all(
-        isinstance(name, str) and isinstance(value, torch.Tensor)
-        for name, value in state_dict.items()
-    ):
+        if not isinstance(norm_stats, dict) or not all(
+            isinstance(key, str) and _is_tensor_dict(stats) for key, stats in norm_stats.items()
+        ):
+            raise CheckpointError(
+                f"{path}: field norm_stats is not a dict of '<model>@<size>' -> "
+                "{buffer name: tensor}; drop the field (the state dict's statistics then serve "
+                "every size) or save it in that form"
+            )
+    if not _is_tensor_dict(state_dict):
         raise CheckpointError(
             f"{path}: holds {type(state_dict).__name__}, not a state_dict (names -> tensors); {fix}"
         )
-    return state_dict, dict(meta)
+    return Checkpoint(state_dict, dict(meta), dict(norm_stats))
+
+
+def _is_tensor_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in value.items()
+    )
 
 
 def _essence(error: Exception) -> str:
@@ -308,13 +392,18 @@ def _essence(error: Exception) -> str:
     return (named or kept or [type(error).__name__])[0]
 
 
-def load_trained(spec: ModelSpec, path: Path) -> nn.Module:
-    """The architecture of ``spec`` with the weights of ``path``, in eval mode."""
-    state_dict, _ = read_checkpoint(path)
+def load_trained(spec: ModelSpec, path: Path, size: int | None = None) -> nn.Module:
+    """The architecture of ``spec`` with the weights of ``path``, in eval mode, with the
+    BatchNorm statistics the checkpoint holds for ``spec`` at ``size`` (its state dict's own
+    when it holds none, as a bare state dict does)."""
+    checkpoint = read_checkpoint(path)
     model = create_model(spec.name)
     try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
+        model.load_state_dict(checkpoint.state_dict)
+        key = norm_key(spec.name, size) if size is not None else None
+        if key is not None and key in checkpoint.norm_stats:
+            apply(model, checkpoint.norm_stats[key], f"{path}: field norm_stats[{key!r}]")
+    except (RuntimeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: does not fit model {spec.name!r}: {str(error).splitlines()[0]} ... "
             "point the model at a checkpoint of the same architecture"
