@@ -325,3 +325,37 @@ def test_a_model_row_shows_its_own_verdict_not_another_models() -> None:
     assert "| eager | fp32 | 16 | cpu |" in model_n
     assert "REGRESSED" not in model_n
     assert "same |" in model_n
+
+
+def test_one_set_of_weights_is_shown_at_every_size_beside_the_model_loading_it() -> None:
+    """The seeds' trade-off: accuracy and p50 per input size, and the variant that loads the
+    same weights (upsampling in forward) in the same table."""
+    document = _document()
+    template = document["cases"][0]
+    measured = {
+        ("m", 64): (0.825, 1.2),
+        ("m", 224): (0.798, 9.5),
+        ("m_upsampled", 64): (0.801, 9.9),
+    }
+    document["cases"] = []
+    for (model, size), (accuracy, p50) in measured.items():
+        case = copy.deepcopy(template)
+        case.update(id=f"{model}-eager-fp32-{size}-bs1-cpu", model=model, input_size=size)
+        case["accuracy"] = {"accuracy": accuracy}
+        case["latency"] = {"p50_ms": p50, "p95_ms": p50, "samples_per_s": 1e3 / p50, "rounds": 9}
+        if model != "m":
+            case["weights_from"] = "m"
+        document["cases"].append(case)
+    validate(document, "test")
+    markdown = render(document)
+    section = markdown.split("### Size trade-off")[1]
+    family = section.split("<b>m</b> across sizes")[1].split("</details>")[0]
+    assert "82.5% at 224 px" not in family
+    assert "eager fp32: 79.8% at 224 px · 82.5% at 64 px" in family
+    assert "| m | eager | fp32 | cpu | 79.8% · 9.50 ms | 82.5% · 1.20 ms | 2.7 pp |" in family
+    assert "| m_upsampled | eager | fp32 | cpu |  | 80.1% · 9.90 ms |  |" in family
+    assert "<b>m_upsampled</b> across" not in section
+
+
+def test_a_run_of_one_size_per_model_has_no_size_trade_off() -> None:
+    assert "Size trade-off" not in render(_document())

@@ -18,6 +18,7 @@ from medgate.core.machine import library_versions
 from medgate.core.matrix import Case
 from medgate.core.peaks import Peaks
 from medgate.core.precision import PRECISIONS
+from medgate.core.registry import get_spec
 from medgate.core.verdict import Verdict
 from medgate.gates.accuracy.checks import BASE, BASELINE, FLOOR, REFERENCE, Finding
 from medgate.gates.latency.run import LatencyResult
@@ -35,7 +36,11 @@ def _ms(seconds: Iterable[float]) -> list[float]:
 
 
 def case_entry(case: Case) -> dict[str, Any]:
-    return {"id": case.id, **dataclasses.asdict(case)}
+    entry = {"id": case.id, **dataclasses.asdict(case)}
+    weights_from = get_spec(case.model).weights_from
+    if weights_from is not None:
+        entry["weights_from"] = weights_from
+    return entry
 
 
 def _row(

@@ -1,7 +1,8 @@
 """``report.md``: a results document as a reviewer reads it in a pull request.
 
 The headline and every regression come first; per model, one row per backend x precision x
-size, folded in ``<details>``; the machine, the peaks, the power model and the wall time last.
+size, folded in ``<details>``; the size trade-off of each set of weights; the machine, the
+peaks, the power model and the wall time last.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from medgate.core.verdict import FAILING, SEVERITY
+from medgate.results.tradeoff import family_tables
 
 #: Verdicts a reviewer must look at, listed before everything else.
 UNDECIDED = ("TOO NOISY",)
@@ -366,6 +368,15 @@ def render(document: Mapping[str, Any], plots: Mapping[str, Sequence[str]] | Non
             f"<details><summary><b>{model}</b>: {len(cases) - skipped} cases; {tally}</summary>"
             "\n\n"
             f"{model_table(cases, verdicts)}\n\n{images}\n</details>"
+        )
+    tables = family_tables(document["cases"])
+    if tables:
+        parts.append("### Size trade-off: accuracy · p50 at batch 1, per input size")
+    for table in tables:
+        summary = f" (eager fp32: {table.summary})" if table.summary else ""
+        parts.append(
+            f"<details><summary><b>{table.family}</b> across sizes{summary}</summary>\n\n"
+            f"{_table(table.headers, table.rows)}\n</details>"
         )
     skips: dict[str, list[str]] = {}
     for case in document["cases"]:

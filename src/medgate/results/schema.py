@@ -119,6 +119,7 @@ SCHEMA: dict[str, Any] = {
                 ],
                 "properties": {
                     "id": {"type": "string"},
+                    "weights_from": {"type": "string"},
                     "input_size": {"type": "integer", "minimum": 1},
                     "batch": {"type": "integer", "minimum": 1},
                     "device": {"enum": ["cpu", "cuda"]},
