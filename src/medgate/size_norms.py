@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medgate.core.registry import ModelSpec, get_spec, list_models, model_module
+from medgate.core.registry import ModelSpec, get_spec, list_models, registered_in
 from medgate.data import preprocess
 
 NormStats = dict[str, torch.Tensor]
@@ -34,16 +34,18 @@ def norm_key(model: str, size: int) -> str:
 def sharing(spec: ModelSpec) -> list[ModelSpec]:
     """``spec`` and the models registered beside it that load its weights (``weights_from``).
 
-    Only those of the same module: the training worker imports that module alone, and the
-    checkpoint key must be the same there as in the process that asked for it.
+    Only those registered by the same module: the training worker imports the module of
+    ``spec``'s builder alone, and the checkpoint key must be the same there as in the process
+    that asked for it. A model loading the weights from elsewhere (a conftest) gets the state
+    dict's statistics, those of ``train_size``.
     """
-    module = model_module(spec.name)
+    module = registered_in(spec.name)
     return [spec] + [
         get_spec(name)
         for name in list_models()
         if name != spec.name
         and get_spec(name).weights_from == spec.name
-        and model_module(name) == module
+        and registered_in(name) == module
     ]
 
 
