@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = {
     "core": 0,
     "data": 1,
-    "size_norms": 1,
+    "size_state": 1,
     "training": 1,
     "train_worker": 1,
     "backends": 1,

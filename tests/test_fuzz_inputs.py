@@ -290,9 +290,9 @@ CHECKPOINT_PAYLOADS = st.sampled_from(
         [1, 2, 3],
         {"state_dict": "weights"},
         {"state_dict": {"w": torch.ones(2)}, "meta": "not a mapping"},
-        {"state_dict": {"w": torch.ones(2)}, "norm_stats": "not a mapping"},
-        {"state_dict": {"w": torch.ones(2)}, "norm_stats": {"m@8": {"w": 1.0}}},
-        {"state_dict": {"w": torch.ones(2)}, "norm_stats": {"m@8": {"w": torch.ones(2)}}},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": "not a mapping"},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": {"m@8": {"w": 1.0}}},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": {"m@8": {"w": torch.ones(2)}}},
         {"w": torch.ones(2), "note": "text"},
         {"w": 1.5},
         torch.ones(4),
@@ -318,7 +318,7 @@ def test_a_checkpoint_holding_anything_but_a_state_dict_is_refused_by_name(
         assert all(isinstance(tensor, torch.Tensor) for tensor in checkpoint.state_dict.values())
         assert all(
             isinstance(tensor, torch.Tensor)
-            for stats in checkpoint.norm_stats.values()
+            for stats in checkpoint.size_state.values()
             for tensor in stats.values()
         )
         return

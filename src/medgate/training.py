@@ -34,9 +34,10 @@ from medgate.core.kernels import KernelPin, pin_for
 from medgate.core.machine import cpu
 from medgate.core.registry import ModelSpec, create_model, get_spec, model_module
 from medgate.data import Dataset, preprocess
-from medgate.size_norms import NormStats, apply, calibrate, has_norms, norm_key, served_sizes
+from medgate.operating_point import OperatingPointError, fold
+from medgate.size_state import SizeState, apply, calibrate, has_norms, served_sizes, size_key
 
-RECIPE_FORMAT = 4
+RECIPE_FORMAT = 5
 
 
 class CheckpointError(ValueError):
@@ -55,6 +56,11 @@ class TrainRecipe:
     checkpoint serves every size of the matrix (a CNN trained at one size loses its BatchNorm
     statistics and its receptive-field scale at the others). Without them it trains at
     ``train_size``, the size its split accuracies are reported at either way.
+
+    ``target_sensitivity`` fixes a screen's operating point: at each size, the decision threshold
+    that calls at least that share of the validation split's positives positive, folded into the
+    classifier's bias (``medgate.operating_point``). Without it the model decides by argmax of
+    what training left.
     """
 
     train_size: int
@@ -67,26 +73,35 @@ class TrainRecipe:
     optimizer: Literal["adamw", "sgd"] = "adamw"
     hflip: bool = True
     seed: int = 0
+    target_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            raise ValueError(
+                f"target_sensitivity {self.target_sensitivity} is not a share of positives; "
+                "give a value in (0, 1], e.g. 0.9"
+            )
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a checkpoint file holds: ``{"state_dict", "meta", "norm_stats"}``, or a bare state
-    dict. ``norm_stats`` maps ``"<model>@<size>"`` to the BatchNorm buffers of that model at
-    that input size (``medgate.size_norms``)."""
+    """What a checkpoint file holds: ``{"state_dict", "meta", "size_state"}``, or a bare state
+    dict. ``size_state`` maps ``"<model>@<size>"`` to the state-dict entries that model takes at
+    that input size: BatchNorm statistics, and the classifier's bias where the recipe sets an
+    operating point (``medgate.size_state``)."""
 
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
-    norm_stats: dict[str, NormStats] = field(default_factory=dict)
+    size_state: dict[str, SizeState] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
-        return {"state_dict": self.state_dict, "meta": self.meta, "norm_stats": self.norm_stats}
+        return {"state_dict": self.state_dict, "meta": self.meta, "size_state": self.size_state}
 
     @property
     def sha256(self) -> str:
-        """The identity of the weights and of every size's statistics."""
+        """The identity of the weights and of every size's entries."""
         tensors = dict(self.state_dict)
-        for key, stats in self.norm_stats.items():
+        for key, stats in self.size_state.items():
             tensors.update({f"{key}/{name}": value for name, value in stats.items()})
         return weights_sha256(tensors)
 
@@ -212,10 +227,17 @@ def _deterministic(seed: int) -> Iterator[None]:
 def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> Checkpoint:
     """Train ``spec``'s architecture from a seeded init with ``spec.train``.
 
-    Returns its weights, the BatchNorm statistics of every size it serves, and metadata with its
-    split accuracies (at ``train_size``, and at each served size with that size's statistics).
+    Returns its weights, the entries of every size it serves (``_size_states``), and metadata
+    with its split accuracies (at ``train_size``, and at each served size with that size's
+    entries).
     """
     recipe = spec.train
+    if recipe.target_sensitivity is not None and "val" not in dataset.splits:
+        raise OperatingPointError(
+            f"{dataset.source}: has no 'val' split, which model {spec.name!r}'s recipe needs to "
+            "choose its operating point (target_sensitivity); add a val split to the data or "
+            "drop target_sensitivity from the recipe"
+        )
     train_split = dataset.split("train")
     sizes = recipe.train_sizes or (recipe.train_size,)
     labels = torch.from_numpy(train_split.labels)
@@ -250,15 +272,17 @@ def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> C
                     schedule.step()
                     progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                     progress.update()
-        norm_stats = _calibrate_sizes(model, spec, train_split.images)
+        size_state, thresholds = _size_states(model, spec, dataset)
     model.eval()
     meta: dict[str, Any] = {"model": spec.name, "recipe": asdict(recipe)}
+    if thresholds:
+        meta["operating_threshold_by_size"] = thresholds
     for split in ("val", "test"):
         if split in dataset.splits:
             meta[f"{split}_accuracy"] = split_accuracy(model, spec, dataset, split)
             meta[f"{split}_accuracy_by_size"] = {
-                norm_key(name, size): split_accuracy(
-                    _served(model, name, norm_stats.get(norm_key(name, size))),
+                size_key(name, size): split_accuracy(
+                    _served(model, name, size_state.get(size_key(name, size))),
                     get_spec(name),
                     dataset,
                     split,
@@ -266,28 +290,50 @@ def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> C
                 )
                 for name, size in served_sizes(spec)
             }
-    return Checkpoint(model.state_dict(), meta, norm_stats)
+    return Checkpoint(model.state_dict(), meta, size_state)
 
 
-def _calibrate_sizes(model: nn.Module, spec: ModelSpec, images: np.ndarray) -> dict[str, NormStats]:
-    """Each served (model, size)'s BatchNorm statistics; the state dict's own become those of
-    ``train_size``, so a bare state dict is the model at the size its accuracy is reported at.
-    Multi-scale training leaves running averages of whichever sizes came last."""
-    if not has_norms(model):
-        return {}
-    batch = spec.train.batch_size
-    stats = {
-        norm_key(name, size): calibrate(
-            _served(model, name, None), get_spec(name), images, size, batch
-        )
-        for name, size in served_sizes(spec)
-    }
-    own = stats.get(norm_key(spec.name, spec.train.train_size))
-    apply(model, own or calibrate(model, spec, images, spec.train.train_size, batch), spec.name)
-    return stats
+def _size_states(
+    model: nn.Module, spec: ModelSpec, dataset: Dataset
+) -> tuple[dict[str, SizeState], dict[str, float]]:
+    """Each served (model, size)'s entries, and the operating threshold each was given.
+
+    The state dict's own entries become those of ``train_size``, so a bare state dict is the
+    model at the size its accuracy is reported at (multi-scale training leaves running averages
+    of whichever sizes came last, and a bias with no operating point)."""
+    states: dict[str, SizeState] = {}
+    thresholds: dict[str, float] = {}
+    for name, size in served_sizes(spec):
+        key = size_key(name, size)
+        states[key], threshold = _entries(model, name, size, dataset)
+        if threshold is not None:
+            thresholds[key] = threshold
+    own = states.get(size_key(spec.name, spec.train.train_size))
+    apply(model, own or _entries(model, spec.name, spec.train.train_size, dataset)[0], spec.name)
+    return {key: state for key, state in states.items() if state}, thresholds
 
 
-def _served(model: nn.Module, name: str, stats: NormStats | None) -> nn.Module:
+def _entries(
+    model: nn.Module, name: str, size: int, dataset: Dataset
+) -> tuple[SizeState, float | None]:
+    """The entries of model ``name`` (``model``'s weights in its architecture) at ``size``:
+    BatchNorm statistics estimated on the training split, then, where the recipe sets a target
+    sensitivity, the classifier's bias with the operating point chosen with those statistics on
+    the validation split."""
+    spec = get_spec(name)
+    recipe = spec.train
+    state: SizeState = {}
+    if has_norms(model):
+        images = dataset.split("train").images
+        state = calibrate(_served(model, name, None), spec, images, size, recipe.batch_size)
+    if recipe.target_sensitivity is None:
+        return state, None
+    served = _served(model, name, state)
+    bias, threshold = fold(served, spec, dataset.split("val"), size, recipe.target_sensitivity)
+    return {**state, **bias}, threshold
+
+
+def _served(model: nn.Module, name: str, stats: SizeState | None) -> nn.Module:
     """``model``'s weights in the architecture of ``name`` (itself, or a model loading them)."""
     served = create_model(name)
     served.load_state_dict(model.state_dict())
@@ -338,7 +384,7 @@ def split_accuracy(
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    """Load ``{"state_dict": ..., "meta": ..., "norm_stats": ...}`` or a bare state dict, with
+    """Load ``{"state_dict": ..., "meta": ..., "size_state": ...}`` or a bare state dict, with
     ``weights_only``."""
     if not path.is_file():
         raise CheckpointError(
@@ -354,19 +400,19 @@ def read_checkpoint(path: Path) -> Checkpoint:
             "(torch.save(model.state_dict(), path)), not a pickled module"
         ) from error
     fix = "save model.state_dict() or {'state_dict': ..., 'meta': {...}}"
-    state_dict, meta, norm_stats = payload, {}, {}
+    state_dict, meta, size_state = payload, {}, {}
     if isinstance(payload, dict) and "state_dict" in payload:
         state_dict, meta = payload["state_dict"], payload.get("meta", {})
-        norm_stats = payload.get("norm_stats", {})
+        size_state = payload.get("size_state", {})
         if not isinstance(meta, dict):
             raise CheckpointError(
                 f"{path}: field meta holds {type(meta).__name__}, not a dict; {fix}"
             )
-        if not isinstance(norm_stats, dict) or not all(
-            isinstance(key, str) and _is_tensor_dict(stats) for key, stats in norm_stats.items()
+        if not isinstance(size_state, dict) or not all(
+            isinstance(key, str) and _is_tensor_dict(stats) for key, stats in size_state.items()
         ):
             raise CheckpointError(
-                f"{path}: field norm_stats is not a dict of '<model>@<size>' -> "
+                f"{path}: field size_state is not a dict of '<model>@<size>' -> "
                 "{buffer name: tensor}; drop the field (the state dict's statistics then serve "
                 "every size) or save it in that form"
             )
@@ -374,7 +420,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(
             f"{path}: holds {type(state_dict).__name__}, not a state_dict (names -> tensors); {fix}"
         )
-    return Checkpoint(state_dict, dict(meta), dict(norm_stats))
+    return Checkpoint(state_dict, dict(meta), dict(size_state))
 
 
 def _is_tensor_dict(value: object) -> bool:
@@ -400,9 +446,9 @@ def load_trained(spec: ModelSpec, path: Path, size: int | None = None) -> nn.Mod
     model = create_model(spec.name)
     try:
         model.load_state_dict(checkpoint.state_dict)
-        key = norm_key(spec.name, size) if size is not None else None
-        if key is not None and key in checkpoint.norm_stats:
-            apply(model, checkpoint.norm_stats[key], f"{path}: field norm_stats[{key!r}]")
+        key = size_key(spec.name, size) if size is not None else None
+        if key is not None and key in checkpoint.size_state:
+            apply(model, checkpoint.size_state[key], f"{path}: field size_state[{key!r}]")
     except (RuntimeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: does not fit model {spec.name!r}: {str(error).splitlines()[0]} ... "

@@ -1,13 +1,14 @@
-"""BatchNorm statistics calibrated at each input size the matrix serves.
+"""What a checkpoint holds per input size it serves, beside the one set of weights.
 
 A CNN's BatchNorm running statistics are those of the size it last trained at. Resized to another
 size, the same image gives other activation statistics (an upsampled radiograph has smoother
 edges), and normalizing them with the wrong mean and variance shifts the logits: measured on the
 bundled zoo, a model at chance at 224 px with the statistics of 64 px reached within a few
 points of its best with statistics of 224 px, its weights unchanged (the train/test resolution
-discrepancy of Touvron et al., "FixRes", 2019). So a checkpoint carries, beside its weights, the
-statistics of every (model, size) that loads it, estimated on the training split; the weights
-themselves are one set for every size.
+discrepancy of Touvron et al., "FixRes", 2019). So a checkpoint carries, for every (model, size)
+that loads it, the state-dict entries that differ at that size: the BatchNorm statistics
+estimated on the training split, and the classifier's bias where the recipe fixes an operating
+point (``medgate.operating_point``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from torch import nn
 from medgate.core.registry import ModelSpec, get_spec, list_models, registered_in
 from medgate.data import preprocess
 
-NormStats = dict[str, torch.Tensor]
+#: State-dict entries of one (model, size), by their state-dict name.
+SizeState = dict[str, torch.Tensor]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def norm_key(model: str, size: int) -> str:
+def size_key(model: str, size: int) -> str:
     return f"{model}@{size}"
 
 
@@ -37,7 +39,7 @@ def sharing(spec: ModelSpec) -> list[ModelSpec]:
     Only those registered by the same module: the training worker imports the module of
     ``spec``'s builder alone, and the checkpoint key must be the same there as in the process
     that asked for it. A model loading the weights from elsewhere (a conftest) gets the state
-    dict's statistics, those of ``train_size``.
+    dict's own entries, those of ``train_size``.
     """
     module = registered_in(spec.name)
     return [spec] + [
@@ -61,7 +63,7 @@ def has_norms(model: nn.Module) -> bool:
 @torch.no_grad()
 def calibrate(
     model: nn.Module, spec: ModelSpec, images: np.ndarray, size: int, batch: int
-) -> NormStats:
+) -> SizeState:
     """The running mean and variance of every BatchNorm of ``model`` over ``images`` at ``size``.
 
     An equal-weight average over every batch (momentum None), not an exponential one: the
@@ -76,7 +78,7 @@ def calibrate(
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         probe(preprocess(chunk, size, spec.mean, spec.std, spec.in_chans))
-    stats: NormStats = {}
+    stats: SizeState = {}
     for name, norm in norms.items():
         assert norm.running_mean is not None
         assert norm.running_var is not None
@@ -85,20 +87,22 @@ def calibrate(
     return stats
 
 
-def apply(model: nn.Module, stats: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load ``stats`` into ``model``'s BatchNorm buffers; every name must be one of them."""
-    buffers = dict(model.named_buffers())
-    unknown = sorted(name for name in stats if name not in buffers)
+@torch.no_grad()
+def apply(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Overwrite entries of ``model``'s state dict with ``state``; every name must be one of
+    them, with the same shape."""
+    entries = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    unknown = sorted(name for name in state if name not in entries)
     if unknown:
         raise ValueError(
-            f"{source}: holds statistics for {unknown[0]!r}, which the model has no buffer for; "
+            f"{source}: holds {unknown[0]!r}, which the model has no parameter or buffer for; "
             "point the model at a checkpoint of its own architecture"
         )
-    for name, value in stats.items():
-        if buffers[name].shape != value.shape:
+    for name, value in state.items():
+        if entries[name].shape != value.shape:
             raise ValueError(
-                f"{source}: statistics {name!r} have shape {tuple(value.shape)}, the model's "
-                f"buffer {tuple(buffers[name].shape)}; point the model at a checkpoint of its "
-                "own architecture"
+                f"{source}: {name!r} has shape {tuple(value.shape)}, the model's "
+                f"{tuple(entries[name].shape)}; point the model at a checkpoint of its own "
+                "architecture"
             )
-        buffers[name].copy_(value)
+        entries[name].copy_(value)

@@ -13,7 +13,7 @@ from torch import nn
 import tiny_zoo
 from medgate.core.registry import get_spec
 from medgate.data import load_dataset, preprocess
-from medgate.size_norms import calibrate, norm_key, served_sizes
+from medgate.size_state import calibrate, size_key, served_sizes
 from medgate.training import (
     CheckpointError,
     checkpoint_sha256,
@@ -67,7 +67,7 @@ def test_a_checkpoint_carries_each_sizes_statistics_and_a_case_loads_its_own(
 ) -> None:
     checkpoint = read_checkpoint(trained)
     spec = tiny_zoo.SPEC
-    assert sorted(checkpoint.norm_stats) == sorted(norm_key(spec.name, s) for s in spec.input_sizes)
+    assert sorted(checkpoint.size_state) == sorted(size_key(spec.name, s) for s in spec.input_sizes)
     at_train_size = _norm_buffers(load_trained(spec, trained, spec.train.train_size))
     other = next(size for size in spec.input_sizes if size != spec.train.train_size)
     at_other = _norm_buffers(load_trained(spec, trained, other))
@@ -75,16 +75,16 @@ def test_a_checkpoint_carries_each_sizes_statistics_and_a_case_loads_its_own(
     # The state dict's own statistics are those of the size it is reported at.
     assert all(torch.equal(at_train_size[name], bare[name]) for name in bare)
     assert any(not torch.equal(at_other[name], bare[name]) for name in bare)
-    stats = checkpoint.norm_stats[norm_key(spec.name, other)]
+    stats = checkpoint.size_state[size_key(spec.name, other)]
     assert all(torch.equal(at_other[name], stats[name]) for name in stats)
-    assert set(checkpoint.meta["test_accuracy_by_size"]) == set(checkpoint.norm_stats)
+    assert set(checkpoint.meta["test_accuracy_by_size"]) == set(checkpoint.size_state)
 
 
 def test_the_checkpoints_identity_covers_its_statistics(trained: Path, tmp_path: Path) -> None:
     payload = read_checkpoint(trained).payload()
-    key = next(iter(payload["norm_stats"]))
-    name = next(iter(payload["norm_stats"][key]))
-    payload["norm_stats"][key][name] = payload["norm_stats"][key][name] + 1e-6
+    key = next(iter(payload["size_state"]))
+    name = next(iter(payload["size_state"][key]))
+    payload["size_state"][key][name] = payload["size_state"][key][name] + 1e-6
     moved = tmp_path / "moved.pt"
     torch.save(payload, moved)
     assert checkpoint_sha256(moved) != checkpoint_sha256(trained)
@@ -95,14 +95,14 @@ def test_statistics_for_a_buffer_the_model_lacks_are_refused_naming_the_field(
 ) -> None:
     payload = read_checkpoint(trained).payload()
     spec = tiny_zoo.SPEC
-    payload["norm_stats"][norm_key(spec.name, 32)] = {"no.such.running_mean": torch.zeros(8)}
+    payload["size_state"][size_key(spec.name, 32)] = {"no.such.running_mean": torch.zeros(8)}
     path = tmp_path / "foreign.pt"
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"foreign\.pt: does not fit model 'tiny_cnn'.*"):
         load_trained(spec, path, 32)
-    payload["norm_stats"] = ["not", "a", "mapping"]
+    payload["size_state"] = ["not", "a", "mapping"]
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"foreign\.pt: field norm_stats is not a dict"):
+    with pytest.raises(CheckpointError, match=r"foreign\.pt: field size_state is not a dict"):
         read_checkpoint(path)
 
 
