@@ -17,6 +17,7 @@ LAYERS = {
     "core": 0,
     "data": 1,
     "size_state": 1,
+    "operating_point": 1,
     "training": 1,
     "train_worker": 1,
     "backends": 1,
