@@ -90,7 +90,7 @@ def test_folding_moves_every_margin_by_the_threshold_and_keeps_the_ranking() -> 
 
 
 def test_a_model_without_a_biased_classifier_is_refused_saying_the_fix() -> None:
-    with pytest.raises(OperatingPointError, match="no nn.Linear with 3 outputs"):
+    with pytest.raises(OperatingPointError, match=r"no nn\.Linear with 3 outputs"):
         classifier_bias(_head_model(), 3)
     unbiased = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
     with pytest.raises(OperatingPointError, match=r"classifier '1' has no bias.*bias=True"):

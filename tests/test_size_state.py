@@ -13,7 +13,7 @@ from torch import nn
 import tiny_zoo
 from medgate.core.registry import get_spec
 from medgate.data import load_dataset, preprocess
-from medgate.size_state import calibrate, size_key, served_sizes
+from medgate.size_state import calibrate, served_sizes, size_key
 from medgate.training import (
     CheckpointError,
     checkpoint_sha256,
