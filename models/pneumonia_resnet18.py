@@ -56,9 +56,7 @@ SPEC = ModelSpec(
     # filters a scale they never saw at 64, which each size's BatchNorm statistics alone do not
     # make up for (README, "Every size"). A screen: at every size the threshold calls 90 % of
     # the validation split's pneumonias, argmax's own threshold being wherever training left it.
-    train=TrainRecipe(
-        train_size=64, train_sizes=(64, 128, 224), epochs=3, target_sensitivity=0.9
-    ),
+    train=TrainRecipe(train_size=64, train_sizes=(64, 128, 224), epochs=3, target_sensitivity=0.9),
     smoke_size=64,
     unsupported=(PT2E_REJECTS_RESNET,),
     accuracy=AccuracyPolicy(floors=FLOORS),
