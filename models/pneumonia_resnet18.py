@@ -32,8 +32,9 @@ PT2E_REJECTS_RESNET = Unsupported(
 )
 
 #: The seed targeted > 98 % sensitivity on full-resolution radiographs. Trained here by the
-#: 3-epoch CPU recipe at 64 px (from 28-px PneumoniaMNIST, or the synthetic set), fp32 reaches
-#: 92.3 % sensitivity / 0.960 AUROC on the real test split and 87.0 % / 0.905 on the bundled one
+#: 3-epoch multi-scale CPU recipe (from 28-px PneumoniaMNIST, or the synthetic set), at its 90 %
+#: operating point, fp32 reaches at 64 px
+#: 88.5 % sensitivity / 0.943 AUROC on the real test split and 90.0 % / 0.907 on the bundled one
 #: (measured, see the README), so a 98 % floor would fail every build. These floors hold every
 #: backend and precision to a few points under what fp32 reaches at the size it was trained at.
 FLOORS = (
@@ -52,7 +53,11 @@ SPEC = ModelSpec(
     mean=(0.4, 0.4, 0.4),
     std=(0.25, 0.25, 0.25),
     dataset=chest_xray.RECIPE,
-    train=TrainRecipe(train_size=64, epochs=3),
+    # Each batch at one of the three sizes: a 64 px radiograph upsampled to 224 shows the
+    # filters a scale they never saw at 64, which each size's BatchNorm statistics alone do not
+    # make up for (README, "Every size"). A screen: at every size the threshold calls 90 % of
+    # the validation split's pneumonias, argmax's own threshold being wherever training left it.
+    train=TrainRecipe(train_size=64, train_sizes=(64, 128, 224), epochs=3, target_sensitivity=0.9),
     smoke_size=64,
     unsupported=(PT2E_REJECTS_RESNET,),
     accuracy=AccuracyPolicy(floors=FLOORS),

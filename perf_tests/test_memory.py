@@ -64,7 +64,7 @@ def session_inputs(medgate_case: Case, medgate_workspace: Workspace) -> None:
     """Everything a build reads, loaded before the measured region: the trained model, the
     example batch, the calibration images and the modules the build imports."""
     get_backend(medgate_case.backend).preload(medgate_case)
-    medgate_workspace.trained_model(medgate_case.model)
+    medgate_workspace.trained_model(medgate_case.model, medgate_case.input_size)
     medgate_workspace.inputs(medgate_case.model, medgate_case.input_size, 1)
     medgate_workspace.calibration_batches(medgate_case.model, medgate_case.input_size)
 

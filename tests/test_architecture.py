@@ -13,7 +13,16 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Lower layers never import higher ones. Gates sit above backends and data.
-LAYERS = {"core": 0, "data": 1, "training": 1, "train_worker": 1, "backends": 1, "gates": 2}
+LAYERS = {
+    "core": 0,
+    "data": 1,
+    "size_state": 1,
+    "operating_point": 1,
+    "training": 1,
+    "train_worker": 1,
+    "backends": 1,
+    "gates": 2,
+}
 TOP = 3  # the plugin, the workspace, the CLI, the public API
 
 

@@ -290,6 +290,9 @@ CHECKPOINT_PAYLOADS = st.sampled_from(
         [1, 2, 3],
         {"state_dict": "weights"},
         {"state_dict": {"w": torch.ones(2)}, "meta": "not a mapping"},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": "not a mapping"},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": {"m@8": {"w": 1.0}}},
+        {"state_dict": {"w": torch.ones(2)}, "size_state": {"m@8": {"w": torch.ones(2)}}},
         {"w": torch.ones(2), "note": "text"},
         {"w": 1.5},
         torch.ones(4),
@@ -307,12 +310,17 @@ def test_a_checkpoint_holding_anything_but_a_state_dict_is_refused_by_name(
     path = tmp_path / "model.pt"
     torch.save(payload, path)
     try:
-        state_dict, meta = read_checkpoint(path)
+        checkpoint = read_checkpoint(path)
     except CheckpointError as refused:
         message = str(refused)
     else:
-        assert isinstance(meta, dict)
-        assert all(isinstance(tensor, torch.Tensor) for tensor in state_dict.values())
+        assert isinstance(checkpoint.meta, dict)
+        assert all(isinstance(tensor, torch.Tensor) for tensor in checkpoint.state_dict.values())
+        assert all(
+            isinstance(tensor, torch.Tensor)
+            for stats in checkpoint.size_state.values()
+            for tensor in stats.values()
+        )
         return
     assert str(path) in message
 

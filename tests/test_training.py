@@ -34,11 +34,12 @@ def test_training_is_deterministic_and_cached(dataset, tmp_path: Path) -> None: 
     second = ensure_checkpoint(tiny_zoo.SPEC, dataset, tmp_path / "b")
     assert first.trained_now
     assert second.trained_now
-    weights_a, meta = read_checkpoint(first.path)
-    weights_b, _ = read_checkpoint(second.path)
+    checkpoint_a, checkpoint_b = read_checkpoint(first.path), read_checkpoint(second.path)
+    weights_a, weights_b = checkpoint_a.state_dict, checkpoint_b.state_dict
     assert weights_a.keys() == weights_b.keys()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
-    assert meta["test_accuracy"] > 0.7  # it learned something
+    assert checkpoint_a.sha256 == checkpoint_b.sha256
+    assert checkpoint_a.meta["test_accuracy"] > 0.7  # it learned something
     again = ensure_checkpoint(tiny_zoo.SPEC, dataset, tmp_path / "a")
     assert not again.trained_now
     assert again.path == first.path
@@ -89,9 +90,9 @@ import sys
 from pathlib import Path
 import tiny_zoo
 from medgate.data import load_dataset
-from medgate.training import train, weights_sha256
+from medgate.training import train
 dataset = load_dataset(tiny_zoo.RECIPE.materialize(Path(sys.argv[1])), num_classes=2)
-print(weights_sha256(train(tiny_zoo.SPEC, dataset)[0].state_dict()))
+print(train(tiny_zoo.SPEC, dataset).sha256)
 """
 
 #: Two machines as far apart as one CPU can emulate: ATen's plain C++ kernels, oneDNN capped at

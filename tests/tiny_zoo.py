@@ -59,11 +59,11 @@ def tiny_cnn() -> nn.Module:
     repeats = int(os.environ.get("MEDGATE_TINY_WORK", "1"))
     ballast = int(os.environ.get("MEDGATE_TINY_BALLAST", "0"))
     features = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
         nn.ReLU(),
-        RepeatedConv(8, repeats),
+        RepeatedConv(32, repeats),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
-    return BallastedClassifier(features, nn.Linear(8, 2), ballast)
+    return BallastedClassifier(features, nn.Linear(32, 2), ballast)

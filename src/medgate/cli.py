@@ -61,9 +61,9 @@ def _train(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = ensure_checkpoint(spec, dataset, args.cache_dir)
         seconds = time.perf_counter() - started
-        model = load_trained(spec, result.path)
         accuracy = {
-            size: split_accuracy(model, spec, dataset, "test", size) for size in spec.input_sizes
+            size: split_accuracy(load_trained(spec, result.path, size), spec, dataset, "test", size)
+            for size in spec.input_sizes
         }
         rows.append(
             [

@@ -7,6 +7,7 @@ import torch
 
 from medgate.backends.base import Session
 from medgate.core.matrix import Case
+from medgate.core.registry import create_model
 from medgate.core.stages import StagedClassifier
 from medgate.workspace import Workspace
 
@@ -15,7 +16,7 @@ def stage_sessions(workspace: Workspace, case: Case) -> tuple[Session, Session]:
     """The model's feature extractor and head, each built on its own by ``case``'s backend
     and precision (static int8 calibrates the head on the features of the calibration
     images). Not cached: one test per case uses them."""
-    trained = workspace.trained_model(case.model)
+    trained = workspace.trained_model(case.model, case.input_size)
     if not isinstance(trained, StagedClassifier):
         raise TypeError(why_no_stages(workspace, case.model))
     example = workspace.inputs(case.model, case.input_size, 1)
@@ -55,7 +56,7 @@ def stage_sessions(workspace: Workspace, case: Case) -> tuple[Session, Session]:
 
 def why_no_stages(workspace: Workspace, model: str) -> str | None:
     """Why ``model`` cannot be timed stage by stage, or None when it can."""
-    trained = workspace.trained_model(model)
+    trained = create_model(model)
     if isinstance(trained, StagedClassifier):
         return None
     return (

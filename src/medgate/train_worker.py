@@ -50,15 +50,15 @@ def main(request_path: str) -> int:
     # torch warns, on entering its oneDNN switch, about TF32 on Intel GPUs this process lacks.
     warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     with pinned(pin, os.environ):
-        model, meta = train(spec, dataset)
-    meta.update(
+        checkpoint = train(spec, dataset)
+    checkpoint.meta.update(
         dataset_sha256=dataset.sha256,
         dataset_source=str(dataset.source),
         kernels=pin.key(),
         trained_on=cpu().describe(),
     )
     buffer = io.BytesIO()
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, buffer)
+    torch.save(checkpoint.payload(), buffer)
     atomic_write_bytes(Path(request["out"]), buffer.getvalue())
     return 0
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -32,10 +32,12 @@ from tqdm import tqdm
 
 from medgate.core.kernels import KernelPin, pin_for
 from medgate.core.machine import cpu
-from medgate.core.registry import ModelSpec, create_model, model_module
+from medgate.core.registry import ModelSpec, create_model, get_spec, model_module
 from medgate.data import Dataset, preprocess
+from medgate.operating_point import OperatingPointError, fold
+from medgate.size_state import SizeState, apply, calibrate, has_norms, served_sizes, size_key
 
-RECIPE_FORMAT = 3
+RECIPE_FORMAT = 5
 
 
 class CheckpointError(ValueError):
@@ -48,9 +50,21 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Hyper-parameters of the CPU training recipe. ``train_size`` is the input size trained at."""
+    """Hyper-parameters of the CPU training recipe.
+
+    ``train_sizes`` makes it multi-scale: each batch is drawn at one of these input sizes, so one
+    checkpoint serves every size of the matrix (a CNN trained at one size loses its BatchNorm
+    statistics and its receptive-field scale at the others). Without them it trains at
+    ``train_size``, the size its split accuracies are reported at either way.
+
+    ``target_sensitivity`` fixes a screen's operating point: at each size, the decision threshold
+    that calls at least that share of the validation split's positives positive, folded into the
+    classifier's bias (``medgate.operating_point``). Without it the model decides by argmax of
+    what training left.
+    """
 
     train_size: int
+    train_sizes: tuple[int, ...] = ()
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3
@@ -59,6 +73,37 @@ class TrainRecipe:
     optimizer: Literal["adamw", "sgd"] = "adamw"
     hflip: bool = True
     seed: int = 0
+    target_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            raise ValueError(
+                f"target_sensitivity {self.target_sensitivity} is not a share of positives; "
+                "give a value in (0, 1], e.g. 0.9"
+            )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint file holds: ``{"state_dict", "meta", "size_state"}``, or a bare state
+    dict. ``size_state`` maps ``"<model>@<size>"`` to the state-dict entries that model takes at
+    that input size: BatchNorm statistics, and the classifier's bias where the recipe sets an
+    operating point (``medgate.size_state``)."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    size_state: dict[str, SizeState] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {"state_dict": self.state_dict, "meta": self.meta, "size_state": self.size_state}
+
+    @property
+    def sha256(self) -> str:
+        """The identity of the weights and of every size's entries."""
+        tensors = dict(self.state_dict)
+        for key, stats in self.size_state.items():
+            tensors.update({f"{key}/{name}": value for name, value in stats.items()})
+        return weights_sha256(tensors)
 
 
 @dataclass(frozen=True)
@@ -79,6 +124,7 @@ def checkpoint_key(spec: ModelSpec, dataset: Dataset, pin: KernelPin | None = No
         "std": spec.std,
         "dataset_sha256": dataset.sha256,
         "recipe": asdict(spec.train),
+        "served": served_sizes(spec),
         "torch": ".".join(torch.__version__.split(".")[:2]),
         "kernels": (pin or pin_for(cpu())).key(),
     }
@@ -101,7 +147,7 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def checkpoint_sha256(path: Path) -> str:
-    return weights_sha256(read_checkpoint(path)[0])
+    return read_checkpoint(path).sha256
 
 
 def ensure_checkpoint(
@@ -178,16 +224,22 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def train(
-    spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> Checkpoint:
     """Train ``spec``'s architecture from a seeded init with ``spec.train``.
 
-    Returns the model in eval mode and metadata including its split accuracies.
+    Returns its weights, the entries of every size it serves (``_size_states``), and metadata
+    with its split accuracies (at ``train_size``, and at each served size with that size's
+    entries).
     """
     recipe = spec.train
+    if recipe.target_sensitivity is not None and "val" not in dataset.splits:
+        raise OperatingPointError(
+            f"{dataset.source}: has no 'val' split, which model {spec.name!r}'s recipe needs to "
+            "choose its operating point (target_sensitivity); add a val split to the data or "
+            "drop target_sensitivity from the recipe"
+        )
     train_split = dataset.split("train")
-    inputs = preprocess(train_split.images, recipe.train_size, spec.mean, spec.std, spec.in_chans)
+    sizes = recipe.train_sizes or (recipe.train_size,)
     labels = torch.from_numpy(train_split.labels)
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     with _deterministic(recipe.seed):
@@ -198,7 +250,7 @@ def train(
         )
         progress = tqdm(
             total=recipe.epochs * steps_per_epoch,
-            desc=f"medgate: train {spec.name}@{recipe.train_size}",
+            desc=f"medgate: train {spec.name}@{'/'.join(map(str, sizes))}",
             unit="step",
             file=stream or sys.stderr,
             mininterval=1.0 if (stream or sys.stderr).isatty() else 15.0,
@@ -209,7 +261,10 @@ def train(
                 order = torch.randperm(len(labels))
                 for start in range(0, len(labels), recipe.batch_size):
                     index = order[start : start + recipe.batch_size]
-                    batch = _augment(inputs[index], recipe)
+                    size = sizes[int(torch.randint(len(sizes), ()))] if len(sizes) > 1 else sizes[0]
+                    images = train_split.images[index.numpy()]
+                    inputs = preprocess(images, size, spec.mean, spec.std, spec.in_chans)
+                    batch = _augment(inputs, recipe)
                     loss = F.cross_entropy(model(batch), labels[index])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -217,12 +272,74 @@ def train(
                     schedule.step()
                     progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                     progress.update()
+        size_state, thresholds = _size_states(model, spec, dataset)
     model.eval()
     meta: dict[str, Any] = {"model": spec.name, "recipe": asdict(recipe)}
+    if thresholds:
+        meta["operating_threshold_by_size"] = thresholds
     for split in ("val", "test"):
         if split in dataset.splits:
             meta[f"{split}_accuracy"] = split_accuracy(model, spec, dataset, split)
-    return model, meta
+            meta[f"{split}_accuracy_by_size"] = {
+                size_key(name, size): split_accuracy(
+                    _served(model, name, size_state.get(size_key(name, size))),
+                    get_spec(name),
+                    dataset,
+                    split,
+                    size,
+                )
+                for name, size in served_sizes(spec)
+            }
+    return Checkpoint(model.state_dict(), meta, size_state)
+
+
+def _size_states(
+    model: nn.Module, spec: ModelSpec, dataset: Dataset
+) -> tuple[dict[str, SizeState], dict[str, float]]:
+    """Each served (model, size)'s entries, and the operating threshold each was given.
+
+    The state dict's own entries become those of ``train_size``, so a bare state dict is the
+    model at the size its accuracy is reported at (multi-scale training leaves running averages
+    of whichever sizes came last, and a bias with no operating point)."""
+    states: dict[str, SizeState] = {}
+    thresholds: dict[str, float] = {}
+    for name, size in served_sizes(spec):
+        key = size_key(name, size)
+        states[key], threshold = _entries(model, name, size, dataset)
+        if threshold is not None:
+            thresholds[key] = threshold
+    own = states.get(size_key(spec.name, spec.train.train_size))
+    apply(model, own or _entries(model, spec.name, spec.train.train_size, dataset)[0], spec.name)
+    return {key: state for key, state in states.items() if state}, thresholds
+
+
+def _entries(
+    model: nn.Module, name: str, size: int, dataset: Dataset
+) -> tuple[SizeState, float | None]:
+    """The entries of model ``name`` (``model``'s weights in its architecture) at ``size``:
+    BatchNorm statistics estimated on the training split, then, where the recipe sets a target
+    sensitivity, the classifier's bias with the operating point chosen with those statistics on
+    the validation split."""
+    spec = get_spec(name)
+    recipe = spec.train
+    state: SizeState = {}
+    if has_norms(model):
+        images = dataset.split("train").images
+        state = calibrate(_served(model, name, None), spec, images, size, recipe.batch_size)
+    if recipe.target_sensitivity is None:
+        return state, None
+    served = _served(model, name, state)
+    bias, threshold = fold(served, spec, dataset.split("val"), size, recipe.target_sensitivity)
+    return {**state, **bias}, threshold
+
+
+def _served(model: nn.Module, name: str, stats: SizeState | None) -> nn.Module:
+    """``model``'s weights in the architecture of ``name`` (itself, or a model loading them)."""
+    served = create_model(name)
+    served.load_state_dict(model.state_dict())
+    if stats is not None:
+        apply(served, stats, name)
+    return served.eval()
 
 
 def _optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -266,8 +383,9 @@ def split_accuracy(
     return correct / len(data)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load ``{"state_dict": ..., "meta": ...}`` or a bare state dict, with ``weights_only``."""
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Load ``{"state_dict": ..., "meta": ..., "size_state": ...}`` or a bare state dict, with
+    ``weights_only``."""
     if not path.is_file():
         raise CheckpointError(
             f"{path}: checkpoint not found; train it with `medgate train` or fix the path"
@@ -282,21 +400,33 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             "(torch.save(model.state_dict(), path)), not a pickled module"
         ) from error
     fix = "save model.state_dict() or {'state_dict': ..., 'meta': {...}}"
-    state_dict, meta = payload, {}
+    state_dict, meta, size_state = payload, {}, {}
     if isinstance(payload, dict) and "state_dict" in payload:
         state_dict, meta = payload["state_dict"], payload.get("meta", {})
+        size_state = payload.get("size_state", {})
         if not isinstance(meta, dict):
             raise CheckpointError(
                 f"{path}: field meta holds {type(meta).__name__}, not a dict; {fix}"
             )
-    if not isinstance(state_dict, dict) or not all(
-        isinstance(name, str) and isinstance(value, torch.Tensor)
-        for name, value in state_dict.items()
-    ):
+        if not isinstance(size_state, dict) or not all(
+            isinstance(key, str) and _is_tensor_dict(stats) for key, stats in size_state.items()
+        ):
+            raise CheckpointError(
+                f"{path}: field size_state is not a dict of '<model>@<size>' -> "
+                "{buffer name: tensor}; drop the field (the state dict's statistics then serve "
+                "every size) or save it in that form"
+            )
+    if not _is_tensor_dict(state_dict):
         raise CheckpointError(
             f"{path}: holds {type(state_dict).__name__}, not a state_dict (names -> tensors); {fix}"
         )
-    return state_dict, dict(meta)
+    return Checkpoint(state_dict, dict(meta), dict(size_state))
+
+
+def _is_tensor_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in value.items()
+    )
 
 
 def _essence(error: Exception) -> str:
@@ -308,13 +438,18 @@ def _essence(error: Exception) -> str:
     return (named or kept or [type(error).__name__])[0]
 
 
-def load_trained(spec: ModelSpec, path: Path) -> nn.Module:
-    """The architecture of ``spec`` with the weights of ``path``, in eval mode."""
-    state_dict, _ = read_checkpoint(path)
+def load_trained(spec: ModelSpec, path: Path, size: int | None = None) -> nn.Module:
+    """The architecture of ``spec`` with the weights of ``path``, in eval mode, with the
+    BatchNorm statistics the checkpoint holds for ``spec`` at ``size`` (its state dict's own
+    when it holds none, as a bare state dict does)."""
+    checkpoint = read_checkpoint(path)
     model = create_model(spec.name)
     try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
+        model.load_state_dict(checkpoint.state_dict)
+        key = size_key(spec.name, size) if size is not None else None
+        if key is not None and key in checkpoint.size_state:
+            apply(model, checkpoint.size_state[key], f"{path}: field size_state[{key!r}]")
+    except (RuntimeError, ValueError) as error:
         raise CheckpointError(
             f"{path}: does not fit model {spec.name!r}: {str(error).splitlines()[0]} ... "
             "point the model at a checkpoint of the same architecture"

@@ -80,7 +80,7 @@ class Workspace:
         self.stream = stream or sys.stderr
         self._datasets: dict[str, Dataset] = {}
         self._weights: dict[str, ResolvedWeights] = {}
-        self._models: dict[str, nn.Module] = {}
+        self._models: dict[tuple[str, int], nn.Module] = {}
         self._sessions: OrderedDict[tuple[str, str, str, int, str], Session] = OrderedDict()
         self.facts = cache(self._facts)
         self.inputs = cache(self._inputs)
@@ -179,11 +179,14 @@ class Workspace:
             )
         return self._weights[model]
 
-    def trained_model(self, model: str) -> nn.Module:
-        """The eager fp32 reference on CPU. Backends get a copy, never this instance."""
-        if model not in self._models:
-            self._models[model] = load_trained(self.spec(model), self.weights(model).path)
-        return self._models[model]
+    def trained_model(self, model: str, size: int) -> nn.Module:
+        """The eager fp32 reference on CPU at input ``size`` (with the checkpoint's BatchNorm
+        statistics of that size). Backends get a copy, never this instance."""
+        if (model, size) not in self._models:
+            self._models[model, size] = load_trained(
+                self.spec(model), self.weights(model).path, size
+            )
+        return self._models[model, size]
 
     def _inputs(self, model: str, size: int, count: int) -> torch.Tensor:
         """The first ``count`` test images at ``size``, repeated if the split is smaller."""
@@ -203,7 +206,7 @@ class Workspace:
         return tuple(images.split(recipe.batch))
 
     def _facts(self, model: str, size: int) -> ModelFacts:
-        return model_facts(self.trained_model(model), self.inputs(model, size, 1))
+        return model_facts(self.trained_model(model, size), self.inputs(model, size, 1))
 
     def artifact_dir(self, case: Case) -> Path:
         return Path(self._artifacts.name) / f"{case.model}-{case.input_size}px-{case.device}"
@@ -237,7 +240,7 @@ class Workspace:
     ) -> Session:
         return self.prepare(
             case,
-            self.trained_model(case.model),
+            self.trained_model(case.model, case.input_size),
             self.inputs(case.model, case.input_size, 1),
             lambda: self.calibration_batches(case.model, case.input_size),
             artifact_dir,
@@ -296,7 +299,7 @@ class Workspace:
 
     def _reference_logits(self, model: str, size: int, count: int) -> torch.Tensor:
         with torch.inference_mode():
-            logits: torch.Tensor = self.trained_model(model)(self.inputs(model, size, count))
+            logits: torch.Tensor = self.trained_model(model, size)(self.inputs(model, size, count))
         return logits
 
     def _given_dataset(self, model: str) -> Path | None:
@@ -412,7 +415,7 @@ class Workspace:
         return scores
 
     def _reference_evaluation(self, model: str, size: int, batch: int) -> Evaluation:
-        reference = self.trained_model(model)
+        reference = self.trained_model(model, size)
         case = Case(model, "eager", "fp32", size, batch, "cpu")
         with torch.inference_mode():
             return self.evaluate(case, reference)

@@ -233,7 +233,7 @@ class Side:
         if (case.backend, case.precision, case.device) == ("eager", "fp32", "cpu"):
             import torch
 
-            model = workspace.trained_model(case.model)
+            model = workspace.trained_model(case.model, case.input_size)
             with torch.inference_mode():
                 evaluation = workspace.evaluate(case, model)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -166,6 +167,9 @@ ModelBuilder = Callable[[], "nn.Module"]
 class RegisteredModel:
     spec: ModelSpec
     builder: ModelBuilder
+    #: The module whose code called ``register_model`` (a conftest may register a spec around
+    #: a builder of another module).
+    registered_in: str
 
 
 @dataclass
@@ -214,7 +218,8 @@ def register_model(spec: ModelSpec) -> Callable[[ModelBuilder], ModelBuilder]:
     """Register ``builder`` (no arguments, returns an untrained module) under ``spec.name``."""
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
-        _MODELS.add(spec.name, RegisteredModel(spec, builder), _origin(builder))
+        caller = sys._getframe(1).f_globals.get("__name__", "?")
+        _MODELS.add(spec.name, RegisteredModel(spec, builder, caller), _origin(builder))
         return builder
 
     return decorate
@@ -227,6 +232,11 @@ def create_model(name: str) -> nn.Module:
 
 def get_spec(name: str) -> ModelSpec:
     return _MODELS.get(name).spec
+
+
+def registered_in(name: str) -> str:
+    """The module whose code registered ``name``."""
+    return _MODELS.get(name).registered_in
 
 
 def model_module(name: str) -> str:
