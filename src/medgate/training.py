@@ -240,6 +240,12 @@ def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> C
         )
     train_split = dataset.split("train")
     sizes = recipe.train_sizes or (recipe.train_size,)
+    # Once per size, not per batch: resizing is per image, so a batch of the whole split's
+    # tensors is bit-identical to the batch resized on its own.
+    inputs = {
+        size: preprocess(train_split.images, size, spec.mean, spec.std, spec.in_chans)
+        for size in sizes
+    }
     labels = torch.from_numpy(train_split.labels)
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     with _deterministic(recipe.seed):
@@ -262,9 +268,7 @@ def train(spec: ModelSpec, dataset: Dataset, stream: IO[str] | None = None) -> C
                 for start in range(0, len(labels), recipe.batch_size):
                     index = order[start : start + recipe.batch_size]
                     size = sizes[int(torch.randint(len(sizes), ()))] if len(sizes) > 1 else sizes[0]
-                    images = train_split.images[index.numpy()]
-                    inputs = preprocess(images, size, spec.mean, spec.std, spec.in_chans)
-                    batch = _augment(inputs, recipe)
+                    batch = _augment(inputs[size][index], recipe)
                     loss = F.cross_entropy(model(batch), labels[index])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
