@@ -38,12 +38,15 @@ from medgate.gates.memory.memray_peak import memray_peak
 from medgate.markers import MARKERS, TestOptions, case_marks
 from medgate.results.run import RunClock, WrittenReport, finish_report, reused_note
 from medgate.summary import roofline_table, write_summary
-from medgate.training import CheckpointError
+from medgate.training import CheckpointError, TrainingError
 from medgate.workspace import Workspace
 
 WORKSPACE = pytest.StashKey[Workspace]()
 CLOCK = pytest.StashKey[RunClock]()
 REPORT = pytest.StashKey[WrittenReport]()
+#: Models whose checkpoint a case of the run will train, and those whose training failed.
+TO_TRAIN = pytest.StashKey[set[str]]()
+TRAINING_FAILED = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -227,7 +230,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Train every checkpoint the selected cases need, before any timing starts."""
+    """Resolve every checkpoint the selected cases need; those still to train run last, the
+    cheapest recipe first, each trained just before its model's first case
+    (``pytest_runtest_protocol``), so a cold run gives verdicts while the rest trains."""
     config = session.config
     if config.option.collectonly:
         return
@@ -244,12 +249,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     workspace = workspace_of(config)
     started = time.perf_counter()
     with workspace.uncaptured():
-        for model in sorted({case.model for _, case in running}):
-            try:
-                workspace.weights(model)
-            except (DatasetError, CheckpointError) as error:
-                raise pytest.UsageError(f"medgate: model {model}: {error}") from error
+        try:
+            cost = {
+                model: workspace.training_cost(model)
+                for model in sorted({case.model for _, case in running})
+                if workspace.needs_training(model)
+            }
+        except (DatasetError, CheckpointError) as error:
+            raise pytest.UsageError(f"medgate: {error}") from error
     config.stash[CLOCK].add_step("training", time.perf_counter() - started)
+    if cost:
+        untrained = sorted(cost, key=lambda model: (cost[model], model))
+        rank = {model: position + 1 for position, model in enumerate(untrained)}
+        order = sorted(
+            enumerate(session.items),
+            key=lambda indexed: (
+                rank.get(getattr(_case_of(indexed[1]), "model", ""), 0),
+                indexed[0],
+            ),
+        )
+        session.items[:] = [item for _, item in order]
+        config.stash[TO_TRAIN] = set(untrained)
+        with workspace.uncaptured():
+            workspace.stream.write(
+                f"medgate: {len(untrained)} checkpoint(s) to train, each before its model's "
+                f"first case, the cheapest first: {', '.join(untrained)}\n"
+            )
     # A broken baseline file is one error before the run, not the same failure on every case.
     for model in sorted(
         {case.model for item, case in running if item.get_closest_marker("accuracy")}
@@ -261,10 +286,40 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    """Train the checkpoint of the item's model before its first case, outside the case's
+    phases, so the training counts as its own lane and no case's setup waits on it. A failed
+    training is kept and raised by every case of that model (``pytest_runtest_setup``)."""
+    to_train = item.config.stash.get(TO_TRAIN, set())
+    case = _case_of(item)
+    if case is None or case.model not in to_train or item.get_closest_marker("skip"):
+        return
+    workspace = workspace_of(item.config)
+    if (
+        workspace.base is not None
+        and workspace.config.base_identical == "skip"
+        and workspace.base.identity(case.model).identical
+    ):
+        return
+    to_train.discard(case.model)
+    started = time.perf_counter()
+    with workspace.uncaptured():
+        try:
+            workspace.weights(case.model)
+        except (DatasetError, CheckpointError, TrainingError) as error:
+            item.config.stash.setdefault(TRAINING_FAILED, {})[case.model] = str(error)
+    item.config.stash[CLOCK].add_step("training", time.perf_counter() - started)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A case whose every input hashes the same on both sides is not measured."""
+    """A case whose every input hashes the same on both sides is not measured; a case whose
+    checkpoint failed to train errors with the reason."""
     workspace = item.config.stash.get(WORKSPACE, None)
     case = _case_of(item)
+    failed = item.config.stash.get(TRAINING_FAILED, {})
+    if case is not None and case.model in failed:
+        pytest.fail(f"medgate: model {case.model}: {failed[case.model]}", pytrace=False)
     if workspace is None or workspace.base is None or case is None:
         return
     identity = workspace.base.identity(case.model)

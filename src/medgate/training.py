@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from medgate.core.facts import model_facts
 from medgate.core.kernels import KernelPin, pin_for
 from medgate.core.machine import cpu
 from medgate.core.registry import ModelSpec, create_model, get_spec, model_module
@@ -148,6 +149,20 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def checkpoint_sha256(path: Path) -> str:
     return read_checkpoint(path).sha256
+
+
+def training_flops(spec: ModelSpec, dataset: Dataset) -> int:
+    """Forward FLOPs the recipe spends over all its epochs: what orders a cold run's training,
+    cheapest first (backward costs a fixed multiple of it, so the order is the same)."""
+    recipe = spec.train
+    sizes = recipe.train_sizes or (recipe.train_size,)
+    with torch.random.fork_rng(devices=[]):
+        model = create_model(spec.name).eval()
+    per_sample = [
+        model_facts(model, torch.zeros(1, spec.in_chans, size, size)).flops_per_sample
+        for size in sizes
+    ]
+    return recipe.epochs * len(dataset.split("train")) * sum(per_sample) // len(sizes)
 
 
 def ensure_checkpoint(

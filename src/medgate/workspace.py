@@ -51,7 +51,14 @@ from medgate.gates.latency.reference_workload import (
 )
 from medgate.gates.latency.run import LatencyLedger
 from medgate.gates.memory.run import MemoryLedger
-from medgate.training import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_trained
+from medgate.training import (
+    checkpoint_key,
+    checkpoint_path,
+    checkpoint_sha256,
+    ensure_checkpoint,
+    load_trained,
+    training_flops,
+)
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,26 @@ class Workspace:
                 path, checkpoint_sha256(path), trained_now, recipe_key
             )
         return self._weights[model]
+
+    def needs_training(self, model: str) -> bool:
+        """Whether ``weights(model)`` would train: no checkpoint given and none cached. A given
+        or cached one is resolved now, so a broken file is found before the run."""
+        owner = self.spec(model).checkpoint_owner
+        given = model in self.config.checkpoints or owner in self.config.checkpoints
+        if (
+            not given
+            and not checkpoint_path(
+                self.spec(owner), self.dataset(owner), self.config.cache_dir
+            ).exists()
+        ):
+            return True
+        self.weights(model)
+        return False
+
+    def training_cost(self, model: str) -> int:
+        """The recipe's forward FLOPs over its epochs (``training.training_flops``)."""
+        owner = self.spec(model).checkpoint_owner
+        return training_flops(self.spec(owner), self.dataset(owner))
 
     def trained_model(self, model: str, size: int) -> nn.Module:
         """The eager fp32 reference on CPU at input ``size`` (with the checkpoint's BatchNorm
