@@ -24,6 +24,7 @@ def test_latency(
     _time(request, medgate_case, medgate_workspace)
 
 
+@pytest.mark.throughput
 @pytest.mark.medgate(batch="throughput")
 def test_throughput(
     request: pytest.FixtureRequest, medgate_case: Case, medgate_workspace: Workspace

@@ -297,6 +297,29 @@ def test_a_lower_positive_bias_regresses_sensitivity_against_the_base(
     result.assert_outcomes(failed=1, skipped=2)
     result.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs64-cpu*vs base sensitivity: REGRESSED*"])
 
+    # Again: the base's evaluation is read back (same base identity, machine, threads), and
+    # judges the same.
+    again = _run(pytester, medgate_cache, "--backends=eager", "--precisions=fp32", "-m", "accuracy")
+    again.assert_outcomes(failed=1, skipped=2)
+    again.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs64-cpu*vs base sensitivity: REGRESSED*"])
+    again.stdout.fnmatch_lines(["medgate: * base evaluation(s) read back from *"])
+
+    # The base moves to the lowered bias: its identity differs, so it is evaluated afresh, and
+    # the head (the same model) is the same as it; a stored evaluation of the old base would
+    # have read REGRESSED.
+    _commit(project, "head: nothing changed")
+    moved = _run(
+        pytester,
+        medgate_cache,
+        "--backends=eager",
+        "--precisions=fp32",
+        "--models=tiny_a",
+        "-m",
+        "accuracy",
+        "--medgate-base-identical=measure",
+    )
+    moved.assert_outcomes(passed=1)
+
 
 def test_more_activation_memory_is_regressed_against_the_base(
     pytester: pytest.Pytester, project: Path, medgate_cache: Path

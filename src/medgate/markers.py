@@ -17,6 +17,10 @@ MARKERS = {
     "cuda": "the case runs on a CUDA GPU (skipped with a reason where there is none)",
     "smoke": "one input size per model and backend: the quick pre-merge lane",
     "latency": "timed with pytest-benchmark, judged against baselines/latency",
+    "throughput": (
+        "timed at --throughput-batch (samples/s): the nightly lane's; the pre-merge lane times "
+        "batch 1"
+    ),
     "stages": "preprocessing, feature extractor and head timed apart (p50/p95/p99 each)",
     "agreement": "a backend's logits checked against eager fp32",
     "accuracy": "metrics on the model's test split",

@@ -36,7 +36,7 @@ from medgate.gates.latency.store import latency_dir
 from medgate.gates.memory.markers import limit_memory_marks
 from medgate.gates.memory.memray_peak import memray_peak
 from medgate.markers import MARKERS, TestOptions, case_marks
-from medgate.results.run import RunClock, WrittenReport, finish_report, reused_note
+from medgate.results.run import RunClock, WrittenReport, finish_report, reused_notes
 from medgate.summary import roofline_table, write_summary
 from medgate.training import CheckpointError, TrainingError
 from medgate.workspace import Workspace
@@ -111,7 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if suite.base is not None:
         try:
-            workspace.attach_base(start_base(suite, workspace.order_seed))
+            workspace.attach_base(start_base(suite, workspace.order_seed, workspace.fingerprint.id))
         except BaseRevisionError as error:
             raise pytest.UsageError(f"medgate: {error}") from error
     capture = config.pluginmanager.getplugin("capturemanager")
@@ -272,8 +272,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         config.stash[TO_TRAIN] = set(untrained)
         with workspace.uncaptured():
             workspace.stream.write(
-                f"medgate: {len(untrained)} checkpoint(s) to train, each before its model's "
-                f"first case, the cheapest first: {', '.join(untrained)}\n"
+                f"medgate: {len(untrained)} checkpoint(s) not in the cache "
+                f"({', '.join(untrained)}): each trains before its model's first measured case, "
+                "the cheapest recipe first\n"
             )
     # A broken baseline file is one error before the run, not the same failure on every case.
     for model in sorted(
@@ -388,8 +389,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for line in clock.profile_lines():
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"medgate: {clock.line()}")
-    if workspace.reused_evaluations:
-        terminalreporter.write_line(f"medgate: {reused_note(workspace)}")
+    for note in reused_notes(workspace):
+        terminalreporter.write_line(f"medgate: {note}")
     report = config.stash.get(REPORT, None)
     if report is not None:
         table = roofline_table(report.document)

@@ -3,6 +3,8 @@ and every case's paired verdicts (latency, accuracy, memory), for the tables and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import shutil
@@ -19,6 +21,7 @@ from medgate.base.interference import CpuTicks, Disturbance
 from medgate.base.pairing import Block, Pair, PairedComparison, compare_pairs
 from medgate.base.revision import BaseRevisionError, materialize
 from medgate.core.config import SuiteConfig
+from medgate.core.files import atomic_write_bytes
 from medgate.core.matrix import Case
 from medgate.core.registry import get_spec
 from medgate.core.verdict import Verdict
@@ -116,6 +119,10 @@ class BaseRun:
     identical_cases: list[Case] = field(default_factory=list)
     #: A worker failed a request: its log is kept for the reader of the error.
     failed: bool = False
+    #: The machine fingerprint id: part of the key of a stored base evaluation.
+    machine: str = ""
+    #: Cases whose base evaluation was read back from an earlier run (``base_evaluation``).
+    reused_evaluations: list[str] = field(default_factory=list)
     _workers: dict[str, Worker] = field(default_factory=dict)
     _prepared: set[tuple[str, Case]] = field(default_factory=set)
 
@@ -224,8 +231,33 @@ class BaseRun:
         self._prepared.clear()
 
     def base_evaluation(self, case: Case) -> dict[str, Any]:
-        """The base's per-image outcome of ``case`` on its own test split."""
-        return self._ask("base", {"op": "evaluate", "case": asdict(case)})
+        """The base's per-image outcome of ``case`` on its own test split.
+
+        Read back when this machine evaluated the same case under the same identity before
+        (engine, model code, weights, data, versions: what ``identical to base`` trusts), at
+        the same threads and calibration recipe; else asked of the base worker and stored. A
+        base is fixed for the life of a pull request, so every rerun of its gate reuses it."""
+        key = self._evaluation_key(case)
+        path = self.config.cache_dir / "evaluations" / f"side-{key}.json"
+        try:
+            reply: dict[str, Any] = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            reply = self._ask("base", {"op": "evaluate", "case": asdict(case)})
+            atomic_write_bytes(path, json.dumps(reply).encode())
+        else:
+            self.reused_evaluations.append(case.id)
+        return reply
+
+    def _evaluation_key(self, case: Case) -> str:
+        fields = {
+            "identity": self.identity(case.model).base,
+            "case": asdict(case),
+            "machine": self.machine,
+            "threads": self.config.threads,
+            "calibration": asdict(self.config.calibration),
+        }
+        text = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def compare_memory(self, case: Case) -> MemoryVsBase:
         """memray's peak of one batch, measured in the same way in both workers. Judged at
@@ -256,7 +288,7 @@ class BaseRun:
         return []
 
 
-def start_base(suite: SuiteConfig, seed: int) -> BaseRun:
+def start_base(suite: SuiteConfig, seed: int, machine: str = "") -> BaseRun:
     """The run against ``suite.base``: the base materialized, no worker started yet.
     Raises ``BaseRevisionError`` naming the option and the fix."""
     assert suite.base is not None
@@ -273,4 +305,5 @@ def start_base(suite: SuiteConfig, seed: int) -> BaseRun:
         base=SideSpec("base", root, label, python),
         log_dir=Path(tempfile.mkdtemp(prefix="medgate-base-logs-")),
         seed=seed,
+        machine=machine,
     )

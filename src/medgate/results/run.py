@@ -104,13 +104,25 @@ class RunClock:
         ]
 
 
-def reused_note(workspace: Workspace) -> str:
+def reused_notes(workspace: Workspace) -> list[str]:
+    """What the run read back instead of evaluating again, and why that is the same figure."""
+    notes = []
     reused = workspace.reused_evaluations
-    return (
-        f"{len(reused)} accuracy evaluation(s) read back from {workspace.evaluations.directory}: "
-        "the same ONNX Runtime graph, runtime, threads and input tensors on this machine as an "
-        f"earlier run (e.g. {', '.join(reused[:3])})"
-    )
+    if reused:
+        notes.append(
+            f"{len(reused)} accuracy evaluation(s) read back from "
+            f"{workspace.evaluations.directory}: the same ONNX Runtime graph, runtime, threads "
+            f"and input tensors on this machine as an earlier run (e.g. {', '.join(reused[:3])})"
+        )
+    base = workspace.base
+    if base is not None and base.reused_evaluations:
+        notes.append(
+            f"{len(base.reused_evaluations)} base evaluation(s) read back from "
+            f"{workspace.evaluations.directory}: the base's engine, model code, weights, data and "
+            "versions, the threads and the machine as an earlier run "
+            f"(e.g. {', '.join(base.reused_evaluations[:3])})"
+        )
+    return notes
 
 
 def _lane(keywords: Any) -> str:
@@ -160,8 +172,7 @@ def finish_report(workspace: Workspace, clock: RunClock, exitstatus: int) -> Wri
     peaks, power = machine_roofs(workspace)
     clock.add_step("peaks", time.perf_counter() - started)
     notes = [note for gate in workspace.gates for note in gate.notes]
-    if workspace.reused_evaluations:
-        notes.append(reused_note(workspace))
+    notes.extend(reused_notes(workspace))
     document = collect(
         workspace,
         started=clock.started,
