@@ -32,7 +32,9 @@ SPEC = ModelSpec(
         KnownDisagreement(
             "onnxruntime-int8-static-*",
             "MinMax static int8 of the depthwise convolutions: top-1 agreement 89.1 / 87.5 / "
-            "84.4 % at 160 / 192 / 224 px, max |delta logit| 0.35-0.54 relative",
+            "84.4 % at 160 / 192 / 224 px, max |delta logit| 0.35-0.54 relative, on AVX2 CPUs; "
+            "ORT's VNNI int8 kernels (a Zen 4) agree within tolerance",
+            cpu_lacks=("avx512_vnni", "avx_vnni"),
         ),
         KnownDisagreement(
             "onnxruntime-int8-static-*",

@@ -16,6 +16,7 @@ from fixtures import chest_xray
 from medgate import (
     AccuracyPolicy,
     Floor,
+    KnownDisagreement,
     ModelSpec,
     StagedClassifier,
     TrainRecipe,
@@ -61,6 +62,17 @@ SPEC = ModelSpec(
     smoke_size=64,
     unsupported=(PT2E_REJECTS_RESNET,),
     accuracy=AccuracyPolicy(floors=FLOORS),
+    known_disagreements=(
+        KnownDisagreement(
+            "torchscript-bf16-64",
+            "TorchScript bf16 at 64 px, where a CPU has native bf16 (a Zen 4): 5 of 400 test "
+            "images lost vs fp32 (accuracy -1.25 pp, specificity -2.5 pp, tolerances 1 / 2 pp); "
+            "eager bf16 stays within them",
+            gates=("accuracy",),
+            dataset="synthetic_*",
+            cpu_isa=("avx512_bf16",),
+        ),
+    ),
 )
 
 UPSAMPLE_SPEC = ModelSpec(

@@ -88,6 +88,12 @@ def test_a_known_disagreement_of_one_kernel_applies_only_where_the_cpu_has_it() 
     assert vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen5)
     assert not vnni_only.matches("onnxruntime", "int8-dynamic", 192, "*", zen1)
     assert KnownDisagreement("eager-*", "any CPU").matches("eager", "fp32", 16, "*", zen1)
+    without_vnni = KnownDisagreement(
+        "onnxruntime-int8-static-*", "AVX2 u8s8", cpu_lacks=("avx512_vnni", "avx_vnni")
+    )
+    assert without_vnni.matches("onnxruntime", "int8-static", 192, "*", zen1)
+    assert not without_vnni.matches("onnxruntime", "int8-static", 192, "*", zen5)
+    assert not without_vnni.matches("onnxruntime", "int8-static", 192, "*", zen1 | {"avx_vnni"})
 
 
 def test_a_known_disagreement_can_be_limited_to_a_device() -> None:

@@ -61,6 +61,9 @@ class KnownDisagreement:
     ``cpu_isa`` to CPUs with every one of those ISA extensions (e.g. ``("avx512_vnni",)`` for a
     disagreement that only the VNNI int8 kernels show): a case that disagrees only where a
     kernel exists is declared with that kernel, so it stays gated on every other CPU.
+    ``cpu_lacks`` is the converse: CPUs with none of those extensions (a disagreement that the
+    VNNI kernels do not show is declared ``cpu_lacks=("avx512_vnni", "avx_vnni")``, so the build
+    does not fail on an XPASS where they run).
     ``device`` (``cpu``, ``cuda`` or ``*``) limits it likewise to the device it was measured on."""
 
     cases: str
@@ -68,6 +71,7 @@ class KnownDisagreement:
     gates: tuple[str, ...] = ("agreement",)
     dataset: str = "*"
     cpu_isa: tuple[str, ...] = ()
+    cpu_lacks: tuple[str, ...] = ()
     device: str = "*"
 
     def matches(
@@ -84,6 +88,7 @@ class KnownDisagreement:
             and fnmatch.fnmatchcase(device, self.device)
             and fnmatch.fnmatchcase(dataset, self.dataset)
             and all(flag in cpu_flags for flag in self.cpu_isa)
+            and not any(flag in cpu_flags for flag in self.cpu_lacks)
         )
 
 
