@@ -31,6 +31,7 @@ SPEC = ModelSpec(
             "the per-image baseline recorded on an AVX2 CPU (sensitivity -5 pp vs baseline)",
             gates=("accuracy",),
             cpu_isa=("avx512_vnni",),
+            stored_baseline=True,
         ),
     ),
 )

@@ -103,3 +103,13 @@ def test_a_known_disagreement_can_be_limited_to_a_device() -> None:
     assert KnownDisagreement("eager-bf16-*", "anywhere").matches(
         "eager", "bf16", 192, device="cuda"
     )
+
+
+def test_a_disagreement_with_the_stored_baseline_does_not_apply_against_the_base() -> None:
+    cross_cpu = KnownDisagreement(
+        "onnxruntime-int8-static-192", "baseline from an AVX2 CPU", stored_baseline=True
+    )
+    assert cross_cpu.matches("onnxruntime", "int8-static", 192)
+    assert not cross_cpu.matches("onnxruntime", "int8-static", 192, against_base=True)
+    with_reference = KnownDisagreement("onnxruntime-int8-static-192", "vs fp32 in the run")
+    assert with_reference.matches("onnxruntime", "int8-static", 192, against_base=True)

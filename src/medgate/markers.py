@@ -62,7 +62,9 @@ class TestOptions:
         return options
 
 
-def case_marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorator]:
+def case_marks(
+    case: Case, batch: str, dataset: str, against_base: bool = False
+) -> list[pytest.MarkDecorator]:
     spec = get_spec(case.model)
     marks = [getattr(pytest.mark, case.device)]
     if case.input_size == spec.default_smoke_size:
@@ -72,7 +74,13 @@ def case_marks(case: Case, batch: str, dataset: str) -> list[pytest.MarkDecorato
         marks.append(pytest.mark.skip(reason=reason))
     for known in spec.known_disagreements:
         if batch in known.gates and known.matches(
-            case.backend, case.precision, case.input_size, dataset, machine.cpu().flags, case.device
+            case.backend,
+            case.precision,
+            case.input_size,
+            dataset,
+            machine.cpu().flags,
+            case.device,
+            against_base,
         ):
             marks.append(pytest.mark.xfail(strict=True, reason=f"known: {known.reason}"))
             break

@@ -169,7 +169,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(
                 case,
                 id=case.id,
-                marks=case_marks(case, options.batch, workspace.dataset_name(case.model))
+                marks=case_marks(
+                    case,
+                    options.batch,
+                    workspace.dataset_name(case.model),
+                    against_base=suite.base is not None,
+                )
                 + limit_memory_marks(workspace.memory, case, options.memory),
             )
             for case in cases

@@ -41,6 +41,7 @@ class Unsupported:
     backend: str = "*"
     precision: str = "*"
     device: str = "*"
+    stored_baseline: bool = False
 
     def matches(self, case: Case) -> bool:
         return (
@@ -64,7 +65,10 @@ class KnownDisagreement:
     ``cpu_lacks`` is the converse: CPUs with none of those extensions (a disagreement that the
     VNNI kernels do not show is declared ``cpu_lacks=("avx512_vnni", "avx_vnni")``, so the build
     does not fail on an XPASS where they run).
-    ``device`` (``cpu``, ``cuda`` or ``*``) limits it likewise to the device it was measured on."""
+    ``device`` (``cpu``, ``cuda`` or ``*``) limits it likewise to the device it was measured on.
+    ``stored_baseline`` marks a disagreement with the stored baseline rather than with the
+    in-run fp32 reference (a baseline recorded on another CPU's kernels): against the base
+    revision, which replaces the stored baseline and runs on this CPU, it does not apply."""
 
     cases: str
     reason: str
@@ -73,6 +77,7 @@ class KnownDisagreement:
     cpu_isa: tuple[str, ...] = ()
     cpu_lacks: tuple[str, ...] = ()
     device: str = "*"
+    stored_baseline: bool = False
 
     def matches(
         self,
@@ -82,6 +87,7 @@ class KnownDisagreement:
         dataset: str = "*",
         cpu_flags: frozenset[str] = frozenset(),
         device: str = "cpu",
+        against_base: bool = False,
     ) -> bool:
         return (
             fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", self.cases)
@@ -89,6 +95,7 @@ class KnownDisagreement:
             and fnmatch.fnmatchcase(dataset, self.dataset)
             and all(flag in cpu_flags for flag in self.cpu_isa)
             and not any(flag in cpu_flags for flag in self.cpu_lacks)
+            and not (self.stored_baseline and against_base)
         )
 
 
