@@ -208,20 +208,25 @@ class BaseRun:
     def _pairs_until_verdict(
         self, case: Case, tolerance: float, shuffler: random.Random
     ) -> tuple[PairedComparison, list[Pair], int]:
+        """``base_pairs`` pairs, then a look after every quarter as many again until a verdict,
+        up to three times ``base_pairs``: a case that is almost decided takes a few more pairs,
+        not as many again."""
         self._prepare(case)
         rounds = self._rounds_per_block(case)
+        first, most = self.config.base_pairs, 3 * self.config.base_pairs
+        step = max(1, first // 4)
         pairs: list[Pair] = []
-        comparison = compare_pairs(pairs, tolerance)
-        for _ in range(3):
-            for _ in range(self.config.base_pairs):
+        target = first
+        while True:
+            while len(pairs) < target:
                 head_first = shuffler.random() < 0.5
                 order = ("head", "base") if head_first else ("base", "head")
                 blocks = {side: self._block(side, case, rounds) for side in order}
                 pairs.append(Pair(blocks["base"], blocks["head"], head_first))
-            comparison = compare_pairs(pairs, tolerance, min_pairs=self.config.base_pairs)
-            if comparison.verdict != Verdict.TOO_NOISY:
-                break
-        return comparison, pairs, rounds
+            comparison = compare_pairs(pairs, tolerance, min_pairs=first)
+            if comparison.verdict != Verdict.TOO_NOISY or target >= most:
+                return comparison, pairs, rounds
+            target = min(most, target + step)
 
     def restart(self) -> None:
         """Fresh worker processes on both sides (sessions are built again on first use)."""

@@ -43,8 +43,8 @@ class SuiteConfig:
     base_python: str | None = None
     base_identical: str = "skip"
     base_tolerance: float = 0.05
-    base_pairs: int = 12
-    base_block_s: float = 0.2
+    base_pairs: int = 16
+    base_block_s: float = 0.1
     #: None: no report is written (``--medgate-report=off``).
     report_dir: Path | None = None
     shard: str = ""

@@ -239,13 +239,14 @@ OPTIONS = (
     Option(
         "--medgate-base-pairs",
         positive_int,
-        "12",
-        "pairs of blocks per case before a verdict; an unsure case gets as many again, twice",
+        "16",
+        "pairs of blocks per case before a verdict; an unsure case gets a quarter as many "
+        "more at a time, up to three times as many",
     ),
     Option(
         "--medgate-base-block-ms",
         positive_int,
-        "200",
+        "100",
         "milliseconds of rounds in one block of a pair",
     ),
     Option(
