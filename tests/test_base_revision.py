@@ -305,9 +305,9 @@ def test_a_lower_positive_bias_regresses_sensitivity_against_the_base(
     again.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs64-cpu*vs base sensitivity: REGRESSED*"])
     again.stdout.fnmatch_lines(["medgate: * base evaluation(s) read back from *"])
 
-    # The base moves to the lowered bias: its identity differs, so it is evaluated afresh, and
-    # the head (the same model) is the same as it; a stored evaluation of the old base would
-    # have read REGRESSED.
+    # The base moves to the lowered bias: the head of the runs above, whose own evaluation they
+    # kept under its identity, so the base worker is not asked; the head (the same model) is
+    # the same as it, where a stored evaluation of the old base would have read REGRESSED.
     _commit(project, "head: nothing changed")
     moved = _run(
         pytester,
@@ -320,6 +320,7 @@ def test_a_lower_positive_bias_regresses_sensitivity_against_the_base(
         "--medgate-base-identical=measure",
     )
     moved.assert_outcomes(passed=1)
+    moved.stdout.fnmatch_lines(["medgate: 1 base evaluation(s) read back from *"])
 
 
 def test_more_activation_memory_is_regressed_against_the_base(

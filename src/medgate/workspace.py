@@ -358,17 +358,30 @@ class Workspace:
             checkpoint=CheckpointIdentity(weights.sha256, weights.recipe_key),
         )
 
-    def base_evaluation(self, case: Case) -> Evaluation | None:
-        """The case on the base revision (``--medgate-base``), evaluated by the base's worker."""
+    def base_evaluation(self, case: Case, head: Evaluation) -> Evaluation | None:
+        """The case on the base revision (``--medgate-base``), evaluated by the base's worker
+        or read back. ``head``, this run's own evaluation of the case, is kept for the run whose
+        base this head becomes."""
         if self.base is None:
             return None
+        scores = head.positive_scores
+        self.base.keep_head_evaluation(
+            case,
+            {
+                "labels": head.labels.tolist(),
+                "predictions": head.predictions.tolist(),
+                "positive_index": head.positive_index,
+                "positive_scores": None if scores is None else scores.tolist(),
+                "dataset": self.dataset(case.model).sha256,
+            },
+        )
         reply = self.base.base_evaluation(case)
-        scores = reply["positive_scores"]
+        stored = reply["positive_scores"]
         return Evaluation(
             labels=np.asarray(reply["labels"], dtype=np.int64),
             predictions=np.asarray(reply["predictions"], dtype=np.int64),
             positive_index=int(reply["positive_index"]),
-            positive_scores=None if scores is None else np.asarray(scores, dtype=float),
+            positive_scores=None if stored is None else np.asarray(stored, dtype=float),
         )
 
     def evaluate(

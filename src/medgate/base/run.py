@@ -240,29 +240,37 @@ class BaseRun:
 
         Read back when this machine evaluated the same case under the same identity before
         (engine, model code, weights, data, versions: what ``identical to base`` trusts), at
-        the same threads and calibration recipe; else asked of the base worker and stored. A
-        base is fixed for the life of a pull request, so every rerun of its gate reuses it."""
-        key = self._evaluation_key(case)
-        path = self.config.cache_dir / "evaluations" / f"side-{key}.json"
-        try:
-            reply: dict[str, Any] = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
+        the same threads and calibration recipe, as a base or as a head
+        (``keep_head_evaluation``); else asked of the base worker and stored. A base is fixed
+        for the life of a pull request, so every rerun of its gate reuses it."""
+        path = self._evaluation_path(case, self.identity(case.model).base)
+        reply = read_evaluation(path)
+        if reply is None:
             reply = self._ask("base", {"op": "evaluate", "case": asdict(case)})
             atomic_write_bytes(path, json.dumps(reply).encode())
         else:
             self.reused_evaluations.append(case.id)
         return reply
 
-    def _evaluation_key(self, case: Case) -> str:
+    def keep_head_evaluation(self, case: Case, record: dict[str, Any]) -> None:
+        """Store the head's own outcome of ``case`` under the head's identity, in the base
+        worker's format: once this head is committed, the next change on top of it has it as
+        its base and reads it back instead of evaluating it again."""
+        path = self._evaluation_path(case, self.identity(case.model).head)
+        if read_evaluation(path) is None:
+            atomic_write_bytes(path, json.dumps(record).encode())
+
+    def _evaluation_path(self, case: Case, identity: dict[str, Any]) -> Path:
         fields = {
-            "identity": self.identity(case.model).base,
+            "identity": identity,
             "case": asdict(case),
             "machine": self.machine,
             "threads": self.config.threads,
             "calibration": asdict(self.config.calibration),
         }
         text = json.dumps(fields, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+        key = hashlib.sha256(text.encode()).hexdigest()[:24]
+        return self.config.cache_dir / "evaluations" / f"side-{key}.json"
 
     def compare_memory(self, case: Case) -> MemoryVsBase:
         """memray's peak of one batch, measured in the same way in both workers. Judged at
@@ -291,6 +299,30 @@ class BaseRun:
 
     def write(self) -> list[Path]:
         return []
+
+
+#: What an evaluation reply (the worker's ``evaluate``) and a stored one hold.
+EVALUATION_FIELDS = ("labels", "predictions", "positive_index", "positive_scores", "dataset")
+
+
+def read_evaluation(path: Path) -> dict[str, Any] | None:
+    """A stored evaluation, or None where there is none or it is not whole (a file from an
+    older format or cut short): such a file is evaluated again and replaced, never trusted."""
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(name not in record for name in EVALUATION_FIELDS):
+        return None
+    labels, predictions = record["labels"], record["predictions"]
+    if not isinstance(labels, list) or not isinstance(predictions, list):
+        return None
+    if len(labels) != len(predictions) or not isinstance(record["positive_index"], int):
+        return None
+    scores = record["positive_scores"]
+    if scores is not None and (not isinstance(scores, list) or len(scores) != len(labels)):
+        return None
+    return record
 
 
 def start_base(suite: SuiteConfig, seed: int, machine: str = "") -> BaseRun:

@@ -36,8 +36,9 @@ class AccuracyResources(Protocol):
 
     def run_identity(self, model: str) -> RunIdentity: ...
 
-    def base_evaluation(self, case: Case) -> Evaluation | None:
-        """The case on the base revision in this run, None without ``--medgate-base``."""
+    def base_evaluation(self, case: Case, head: Evaluation) -> Evaluation | None:
+        """The case on the base revision, None without ``--medgate-base``; ``head`` is this
+        run's evaluation of it."""
         ...
 
 
@@ -63,5 +64,5 @@ def measure_accuracy(resources: AccuracyResources, case: Case, session: Session)
         resources.run_identity(case.model),
         None if is_reference(case) else reference,
         candidate,
-        resources.base_evaluation(case),
+        resources.base_evaluation(case, candidate),
     )
