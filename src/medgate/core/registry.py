@@ -41,7 +41,6 @@ class Unsupported:
     backend: str = "*"
     precision: str = "*"
     device: str = "*"
-    stored_baseline: bool = False
 
     def matches(self, case: Case) -> bool:
         return (
