@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medgate.base.run import read_evaluation
+from medgate.gates.accuracy.metrics import Evaluation
 
 WHOLE = {
     "labels": [0, 1, 1],
@@ -51,3 +52,10 @@ def test_a_missing_or_cut_file_is_not_trusted(tmp_path: Path) -> None:
     cut = tmp_path / "cut.json"
     cut.write_text(json.dumps(WHOLE)[:40])
     assert read_evaluation(cut) is None
+
+
+def test_an_evaluation_written_as_a_record_reads_back_whole(tmp_path: Path) -> None:
+    evaluation = Evaluation.from_record(WHOLE)
+    record = read_evaluation(_write(tmp_path, evaluation.to_record("ab12")))
+    assert record == WHOLE
+    assert Evaluation.from_record(record).predictions.tolist() == WHOLE["predictions"]

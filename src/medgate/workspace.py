@@ -21,7 +21,6 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -364,25 +363,8 @@ class Workspace:
         base this head becomes."""
         if self.base is None:
             return None
-        scores = head.positive_scores
-        self.base.keep_head_evaluation(
-            case,
-            {
-                "labels": head.labels.tolist(),
-                "predictions": head.predictions.tolist(),
-                "positive_index": head.positive_index,
-                "positive_scores": None if scores is None else scores.tolist(),
-                "dataset": self.dataset(case.model).sha256,
-            },
-        )
-        reply = self.base.base_evaluation(case)
-        stored = reply["positive_scores"]
-        return Evaluation(
-            labels=np.asarray(reply["labels"], dtype=np.int64),
-            predictions=np.asarray(reply["predictions"], dtype=np.int64),
-            positive_index=int(reply["positive_index"]),
-            positive_scores=None if stored is None else np.asarray(stored, dtype=float),
-        )
+        self.base.keep_head_evaluation(case, head.to_record(self.dataset(case.model).sha256))
+        return Evaluation.from_record(self.base.base_evaluation(case))
 
     def evaluate(
         self,

@@ -239,14 +239,7 @@ class Side:
         else:
             session = workspace.session(case)
             evaluation = workspace.evaluate(case, lambda b: session.run(session.place(b)))
-        scores = evaluation.positive_scores
-        return {
-            "labels": evaluation.labels.tolist(),
-            "predictions": evaluation.predictions.tolist(),
-            "positive_index": evaluation.positive_index,
-            "positive_scores": None if scores is None else scores.tolist(),
-            "dataset": workspace.dataset(case.model).sha256,
-        }
+        return evaluation.to_record(workspace.dataset(case.model).sha256)
 
     def memory(self, request: dict[str, Any]) -> dict[str, Any]:
         """memray's peak of one batch through the prepared, warmed session (all threads)."""

@@ -8,6 +8,7 @@ positive is the error a screen exists to avoid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,27 @@ class Evaluation:
             predictions=logits.argmax(dim=1).numpy().astype(np.int64),
             positive_index=positive_index,
             positive_scores=probabilities[:, positive_index].numpy().astype(np.float64),
+        )
+
+    def to_record(self, dataset_sha256: str) -> dict[str, Any]:
+        """JSON-ready: what a base worker replies and ``<cache>/evaluations/side-*.json`` keep."""
+        scores = self.positive_scores
+        return {
+            "labels": self.labels.tolist(),
+            "predictions": self.predictions.tolist(),
+            "positive_index": self.positive_index,
+            "positive_scores": None if scores is None else scores.tolist(),
+            "dataset": dataset_sha256,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Evaluation:
+        scores = record["positive_scores"]
+        return cls(
+            labels=np.asarray(record["labels"], dtype=np.int64),
+            predictions=np.asarray(record["predictions"], dtype=np.int64),
+            positive_index=int(record["positive_index"]),
+            positive_scores=None if scores is None else np.asarray(scores, dtype=float),
         )
 
     @property
