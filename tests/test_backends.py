@@ -4,16 +4,20 @@ tolerance, and the agreement check notices when not."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+import tiny_zoo
+from medgate import AgreementPolicy, LogitTolerance
 from medgate.backends import BuildContext
 from medgate.core.matrix import Case, capability_table
 from medgate.core.precision import CALIBRATION, PRECISIONS
 from medgate.core.registry import create_model, get_backend
-from medgate.gates.agreement.check import Agreement
+from medgate.gates.agreement import check
+from medgate.gates.agreement.check import Agreement, tolerance_for
 
 CPU_SUPPORTED = [
     (backend, precision)
@@ -128,6 +132,33 @@ def test_agreement_fails_on_perturbed_logits() -> None:
     message = Agreement.between(reference, flipped).failure(PRECISIONS["int8-static"])
     assert message is not None
     assert "top-1 agreement 0.0%" in message
+
+
+def test_a_model_widens_the_logit_tolerance_only_of_the_cases_it_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    widening = LogitTolerance("*-bf16-*", 0.15, "reviewed: at bf16's limit", device="cpu")
+    spec = dataclasses.replace(tiny_zoo.SPEC, agreement=AgreementPolicy((widening,)))
+    monkeypatch.setattr(check, "get_spec", lambda name: spec)
+    reference = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    near = Agreement.between(reference, reference + 0.25)  # 0.125 relative to max |logit| 2
+    bf16 = Case("tiny_cnn", "eager", "bf16", 16, 64, "cpu")
+    assert near.failure(PRECISIONS["bf16"]) is not None
+    assert near.failure(tolerance_for(bf16)) is None
+    assert tolerance_for(bf16).min_top1_agreement == PRECISIONS["bf16"].min_top1_agreement
+    on_cuda = dataclasses.replace(bf16, device="cuda")
+    assert tolerance_for(on_cuda) == PRECISIONS["bf16"]
+    assert tolerance_for(dataclasses.replace(bf16, precision="fp16")) == PRECISIONS["fp16"]
+    broken = Agreement.between(reference, reference + 0.5)
+    assert broken.failure(tolerance_for(bf16)) is not None
+    flipped = Agreement.between(reference, reference.flip(1))
+    assert flipped.failure(tolerance_for(bf16)) is not None
+
+
+def test_a_model_without_a_widening_keeps_its_precisions_tolerances() -> None:
+    for precision in PRECISIONS:
+        case = Case("tiny_cnn", "eager", precision, 16, 64, "cpu")
+        assert tolerance_for(case) == PRECISIONS[precision]
 
 
 def test_tolerances_loosen_from_fp32_to_int8() -> None:

@@ -1,7 +1,13 @@
 """medgate: a pytest-benchmark performance-regression gate for medical-imaging classifiers."""
 
 from medgate.core.matrix import Case
-from medgate.core.policy import AccuracyPolicy, Floor, LatencyPolicy
+from medgate.core.policy import (
+    AccuracyPolicy,
+    AgreementPolicy,
+    Floor,
+    LatencyPolicy,
+    LogitTolerance,
+)
 from medgate.core.registry import (
     KnownDisagreement,
     ModelSpec,
@@ -21,10 +27,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccuracyPolicy",
+    "AgreementPolicy",
     "Case",
     "Floor",
     "KnownDisagreement",
     "LatencyPolicy",
+    "LogitTolerance",
     "ModelSpec",
     "StagedClassifier",
     "SyntheticRecipe",

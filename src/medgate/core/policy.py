@@ -1,7 +1,10 @@
-"""How much accuracy a model may lose to an optimization, and the floors it may never go below.
+"""Per-model policies of the gates: how much accuracy a model may lose to an optimization and
+the floors it may never go below, how much slower it may get, and where its logits may sit
+further from eager fp32's than its precision allows.
 
-Plain data for ``ModelSpec.accuracy``; the gate that applies it is
-``medgate.gates.accuracy.checks``.
+Plain data for ``ModelSpec.accuracy``, ``.latency`` and ``.agreement``; the gates that apply
+them are ``medgate.gates.accuracy.checks``, ``medgate.gates.latency`` and
+``medgate.gates.agreement.check``.
 """
 
 from __future__ import annotations
@@ -76,3 +79,35 @@ class LatencyPolicy:
             if fnmatch.fnmatchcase(f"{backend}-{precision}-{size}", cases):
                 return tolerance
         return self.tolerance if self.tolerance is not None else default
+
+
+@dataclass(frozen=True)
+class LogitTolerance:
+    """A wider max |delta logit| (relative, as ``medgate.core.precision.Precision``) than the
+    precision's own, for the cases matching ``cases`` (a glob over ``backend-precision-size``)
+    on ``device`` (a glob), for ``reason``: a network whose rounding at that precision sits at
+    the precision's limit, where passing or failing would depend on the backend's kernels. Top-1
+    agreement keeps the precision's minimum; unlike a known disagreement, the case stays gated
+    (a broken conversion moves the logits far past either limit)."""
+
+    cases: str
+    max_logit_delta: float
+    reason: str
+    device: str = "*"
+
+    def applies_to(self, case: str, device: str) -> bool:
+        return fnmatch.fnmatchcase(case, self.cases) and fnmatch.fnmatchcase(device, self.device)
+
+
+@dataclass(frozen=True)
+class AgreementPolicy:
+    """``logit_tolerances``: the first one matching a case replaces its precision's max
+    |delta logit|; a case matching none keeps the precision's."""
+
+    logit_tolerances: tuple[LogitTolerance, ...] = ()
+
+    def max_logit_delta_for(self, case: str, device: str, default: float) -> float:
+        for tolerance in self.logit_tolerances:
+            if tolerance.applies_to(case, device):
+                return tolerance.max_logit_delta
+        return default

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from medgate.core.policy import AccuracyPolicy, LatencyPolicy
+from medgate.core.policy import AccuracyPolicy, AgreementPolicy, LatencyPolicy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -128,6 +128,8 @@ class ModelSpec:
     accuracy: AccuracyPolicy = field(default_factory=AccuracyPolicy)
     #: Tolerated slowdown against the latency baseline, per model or per case.
     latency: LatencyPolicy = field(default_factory=LatencyPolicy)
+    #: Reviewed widenings of a precision's max |delta logit| against eager fp32, per case.
+    agreement: AgreementPolicy = field(default_factory=AgreementPolicy)
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.classes:

@@ -21,6 +21,7 @@ from medgate.core.precision import PRECISIONS
 from medgate.core.registry import get_spec
 from medgate.core.verdict import Verdict
 from medgate.gates.accuracy.checks import BASE, BASELINE, FLOOR, REFERENCE, Finding
+from medgate.gates.agreement.check import tolerance_for
 from medgate.gates.latency.run import LatencyResult
 from medgate.gates.latency.stats import percentile
 from medgate.gates.memory.run import MemoryFigure
@@ -250,7 +251,7 @@ def agreement_rows(workspace: Workspace) -> list[dict[str, Any]]:
     rows = []
     verdicts = workspace.agreement.verdicts()
     for case, agreement in workspace.agreement.results.items():
-        precision = PRECISIONS[case.precision]
+        precision = tolerance_for(case)
         verdict = verdicts[case.id]
         failure = agreement.failure(precision)
         rows.append(

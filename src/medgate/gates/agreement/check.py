@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tabulate import tabulate
 
 from medgate.core.matrix import Case
 from medgate.core.precision import PRECISIONS, Precision
+from medgate.core.registry import get_spec
 from medgate.core.verdict import Verdict
+
+
+def tolerance_for(case: Case) -> Precision:
+    """``case``'s precision with its tolerances, the max |delta logit| widened where its model
+    declares so (``ModelSpec.agreement``)."""
+    precision = PRECISIONS[case.precision]
+    limit = get_spec(case.model).agreement.max_logit_delta_for(
+        case.key(batch=False, device=False), case.device, precision.max_logit_delta
+    )
+    return replace(precision, max_logit_delta=limit)
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ def summary_table(results: dict[Case, Agreement]) -> str:
     """One row per checked case: agreement, the precision's tolerance and the verdict."""
     rows = []
     for case, agreement in sorted(results.items()):
-        precision = PRECISIONS[case.precision]
+        precision = tolerance_for(case)
         failure = agreement.failure(precision)
         rows.append(
             [

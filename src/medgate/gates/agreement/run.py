@@ -1,6 +1,7 @@
 """One run's agreement gate: every case's logits against eager fp32's on the same images. It
 stores nothing: the reference is measured in the same run, and the tolerances are the
-precision's (``medgate.core.precision``)."""
+precision's (``medgate.core.precision``), widened only where a model declares it
+(``ModelSpec.agreement``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import torch
 
 from medgate.core.logits import require_finite
 from medgate.core.matrix import Case
-from medgate.core.precision import PRECISIONS
 from medgate.core.verdict import Verdict
-from medgate.gates.agreement.check import Agreement
+from medgate.gates.agreement.check import Agreement, tolerance_for
 
 
 class AgreementLedger:
@@ -33,7 +33,7 @@ class AgreementLedger:
     def verdicts(self) -> dict[str, Verdict]:
         return {
             case.id: Verdict.OK
-            if agreement.failure(PRECISIONS[case.precision]) is None
+            if agreement.failure(tolerance_for(case)) is None
             else Verdict.BEYOND_LIMIT
             for case, agreement in self.results.items()
         }
@@ -54,5 +54,5 @@ def measure_agreement(
     require_finite(candidate.float().cpu(), case.id)
     reference = resources.reference_logits(case.model, case.input_size, case.batch)
     agreement = resources.agreement.judge(case, reference, candidate)
-    failure = agreement.failure(PRECISIONS[case.precision])
+    failure = agreement.failure(tolerance_for(case))
     return [] if failure is None else [failure]
