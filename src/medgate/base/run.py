@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medgate.base.client import SideSpec, Worker, WorkerError
+from medgate.base.client import WORKER, SideSpec, Worker, WorkerError
 from medgate.base.interference import CpuTicks, Disturbance
 from medgate.base.pairing import Block, Pair, PairedComparison, compare_pairs
 from medgate.base.revision import BaseRevisionError, materialize
 from medgate.core.config import SuiteConfig
 from medgate.core.files import atomic_write_bytes
+from medgate.core.machine import package_version
 from medgate.core.matrix import Case
 from medgate.core.registry import get_spec
 from medgate.core.verdict import Verdict
@@ -123,6 +124,8 @@ class BaseRun:
     machine: str = ""
     #: Cases whose base evaluation was read back from an earlier run (``base_evaluation``).
     reused_evaluations: list[str] = field(default_factory=list)
+    #: Cases and sides whose memory peak was read back from an earlier run (``memory_peak``).
+    reused_memory: list[str] = field(default_factory=list)
     _workers: dict[str, Worker] = field(default_factory=dict)
     _prepared: set[tuple[str, Case]] = field(default_factory=set)
 
@@ -165,9 +168,12 @@ class BaseRun:
 
     def _prepare(self, case: Case) -> None:
         for side in ("head", "base"):
-            if (side, case) not in self._prepared:
-                self._ask(side, {"op": "prepare", "case": asdict(case)})
-                self._prepared.add((side, case))
+            self._prepare_side(side, case)
+
+    def _prepare_side(self, side: str, case: Case) -> None:
+        if (side, case) not in self._prepared:
+            self._ask(side, {"op": "prepare", "case": asdict(case)})
+            self._prepared.add((side, case))
 
     def _block(self, side: str, case: Case, rounds: int) -> Block:
         before, started = CpuTicks.now(), time.perf_counter()
@@ -243,7 +249,7 @@ class BaseRun:
         the same threads and calibration recipe, as a base or as a head
         (``keep_head_evaluation``); else asked of the base worker and stored. A base is fixed
         for the life of a pull request, so every rerun of its gate reuses it."""
-        path = self._evaluation_path(case, self.identity(case.model).base)
+        path = self._stored_path("evaluation", case, self.identity(case.model).base)
         reply = read_evaluation(path)
         if reply is None:
             reply = self._ask("base", {"op": "evaluate", "case": asdict(case)})
@@ -256,33 +262,60 @@ class BaseRun:
         """Store the head's own outcome of ``case`` under the head's identity, in the base
         worker's format: once this head is committed, the next change on top of it has it as
         its base and reads it back instead of evaluating it again."""
-        path = self._evaluation_path(case, self.identity(case.model).head)
+        path = self._stored_path("evaluation", case, self.identity(case.model).head)
         if read_evaluation(path) is None:
             atomic_write_bytes(path, json.dumps(record).encode())
 
-    def _evaluation_path(self, case: Case, identity: dict[str, Any]) -> Path:
-        fields = {
+    def _stored_path(self, kind: str, case: Case, identity: dict[str, Any]) -> Path:
+        """Where a side's ``evaluation`` or ``memory`` figure of ``case`` is kept: keyed by the
+        side's identity, the case, the machine, the threads and the calibration recipe; a
+        memory peak also by memray's version and the harness that traces it."""
+        fields: dict[str, Any] = {
             "identity": identity,
             "case": asdict(case),
             "machine": self.machine,
             "threads": self.config.threads,
             "calibration": asdict(self.config.calibration),
         }
+        if kind == "memory":
+            fields["tracer"] = {
+                "memray": package_version("memray"),
+                "harness": hashlib.sha256(WORKER.read_bytes()).hexdigest(),
+            }
         text = json.dumps(fields, sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()[:24]
-        return self.config.cache_dir / "evaluations" / f"side-{key}.json"
+        prefix = {"evaluation": "side", "memory": "memory"}[kind]
+        return self.config.cache_dir / "evaluations" / f"{prefix}-{key}.json"
 
     def compare_memory(self, case: Case) -> MemoryVsBase:
-        """memray's peak of one batch, measured in the same way in both workers. Judged at
-        ``--medgate-base-tolerance``: unlike a stored ceiling, both figures are of this run."""
-        self._prepare(case)
-        peaks = {
-            side: int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
-            for side in ("head", "base")
-        }
+        """memray's peak of one batch, measured in the same way in both workers or read back
+        (``memory_peak``). Judged at ``--medgate-base-tolerance``: unlike a stored ceiling, both
+        figures are of this code on this machine."""
+        peaks = {side: self.memory_peak(side, case) for side in ("head", "base")}
         result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.base_tolerance)
         self.memory[case] = result
         return result
+
+    def memory_peak(self, side: str, case: Case) -> int:
+        """memray's peak of one batch through ``side``'s warmed session.
+
+        Bytes asked of the allocator, not a time: the same code, libraries, threads and machine
+        give the same figure in every process, so it is kept under the side's identity and read
+        back when this machine traced the same case under the same identity before, on either
+        side (a base gated before as a head costs nothing). The harness that traces it is part
+        of the key. Two identical sides (``--medgate-base-identical=measure``) are both traced:
+        that is a check of the machine, which a figure read back could not fail."""
+        identity = self.identity(case.model)
+        path = self._stored_path("memory", case, identity.head if side == "head" else identity.base)
+        if not identity.identical:
+            stored = read_memory_peak(path)
+            if stored is not None:
+                self.reused_memory.append(f"{case.id} ({side})")
+                return stored
+        self._prepare_side(side, case)
+        peak = int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
+        atomic_write_bytes(path, json.dumps({"peak_bytes": peak}).encode())
+        return peak
 
     def verdicts(self) -> dict[str, Verdict]:
         found: dict[str, Verdict] = {}
@@ -323,6 +356,16 @@ def read_evaluation(path: Path) -> dict[str, Any] | None:
     if scores is not None and (not isinstance(scores, list) or len(scores) != len(labels)):
         return None
     return record
+
+
+def read_memory_peak(path: Path) -> int | None:
+    """A stored memory peak, or None where there is none or it is not whole."""
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    peak = record.get("peak_bytes") if isinstance(record, dict) else None
+    return peak if isinstance(peak, int) and not isinstance(peak, bool) and peak > 0 else None
 
 
 def start_base(suite: SuiteConfig, seed: int, machine: str = "") -> BaseRun:

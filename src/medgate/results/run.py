@@ -122,6 +122,13 @@ def reused_notes(workspace: Workspace) -> list[str]:
             "versions, the threads and the machine as an earlier run "
             f"(e.g. {', '.join(base.reused_evaluations[:3])})"
         )
+    if base is not None and base.reused_memory:
+        notes.append(
+            f"{len(base.reused_memory)} memory peak(s) against the base read back from "
+            f"{workspace.evaluations.directory}: the side's engine, model code, weights, data and "
+            "versions, memray, the tracing harness, the threads and the machine as an earlier "
+            f"run (e.g. {', '.join(base.reused_memory[:3])})"
+        )
     return notes
 
 
