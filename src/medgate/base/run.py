@@ -300,7 +300,8 @@ class BaseRun:
         """memray's peak of one batch through ``side``'s warmed session.
 
         Bytes asked of the allocator, not a time: the same code, libraries, threads and machine
-        give the same figure in every process, so it is kept under the side's identity and read
+        give the same figure in every process, within ONNX Runtime's arena rounding (about 1 %,
+        a fifth of the default tolerance), so it is kept under the side's identity and read
         back when this machine traced the same case under the same identity before, on either
         side (a base gated before as a head costs nothing). The harness that traces it is part
         of the key. Two identical sides (``--medgate-base-identical=measure``) are both traced:
