@@ -88,7 +88,7 @@ class LogitTolerance:
     on ``device`` (a glob), for ``reason``: a network whose rounding at that precision sits at
     the precision's limit, where passing or failing would depend on the backend's kernels. Top-1
     agreement keeps the precision's minimum; unlike a known disagreement, the case stays gated
-    (a broken conversion moves the logits far past either limit)."""
+    at the wider limit."""
 
     cases: str
     max_logit_delta: float
