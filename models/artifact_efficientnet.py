@@ -78,8 +78,9 @@ KNOWN_DISAGREEMENTS = (
 
 #: On a CPU with native bf16 kernels (a Zen 4, 64 test images at 192 px) bf16 moves the logits by
 #: 0.065 (TorchScript), 0.078 (eager) and 0.108 (torch.compile) relative, the same over repeated
-#: calls and call orders, with top-1 agreement 98-100 %: the precision's 0.1 is crossed by one
-#: backend's kernels, not by a broken conversion.
+#: calls, after batch-1 calls and in two backend orders, with top-1 agreement 98-100 %: the
+#: precision's 0.1 is crossed by one backend's kernels, not by a broken conversion. Measured on
+#: B0 only, so declared for B0 only.
 BF16_ON_CPU = AgreementPolicy(
     logit_tolerances=(
         LogitTolerance(
@@ -115,7 +116,7 @@ def _register(variant: str, build: Callable[..., tv.EfficientNet]) -> None:
         in_default_matrix=variant == "b0",
         notes="trained from scratch at its smallest size, 192 px",
         known_disagreements=KNOWN_DISAGREEMENTS if variant == "b0" else (),
-        agreement=BF16_ON_CPU,
+        agreement=BF16_ON_CPU if variant == "b0" else AgreementPolicy(),
     )
 
     @register_model(spec)
