@@ -67,7 +67,8 @@ class Agreement:
 
 
 def summary_table(results: dict[Case, Agreement]) -> str:
-    """One row per checked case: agreement, the precision's tolerance and the verdict."""
+    """One row per checked case: agreement, its tolerance (the precision's, or the model's
+    widening) and the verdict."""
     rows = []
     for case, agreement in sorted(results.items()):
         precision = tolerance_for(case)
