@@ -73,6 +73,31 @@ def test_backend_agrees_with_eager_within_its_precision(
         assert session.compile_s > 0
 
 
+def test_a_compiled_session_compiles_each_graph_once_and_only_when_used(
+    trained_like: torch.nn.Module, tmp_path: Path
+) -> None:
+    """``prepare`` compiles the graph of its case's batch, the batch-1 graph waits for the first
+    batch of 1, and no real batch compiles again (``fail_on_recompile`` raises if one would: a
+    graph traced on an expanded example is guarded on its zero stride, and was)."""
+    case = Case("tiny_cnn", "compile", "fp32", 16, 16, "cpu")
+    torch._dynamo.reset()
+    session = get_backend("compile").prepare(
+        copy.deepcopy(trained_like), torch.randn(1, 1, 16, 16), context(case, tmp_path)
+    )
+    assert session.compile_s is not None
+    prepared = session.compile_s
+    with torch.compiler.set_stance("fail_on_recompile"):
+        session.run(session.place(torch.randn(16, 1, 16, 16)))
+    assert session.compile_s == prepared
+    session.run(session.place(torch.randn(1, 1, 16, 16)))
+    assert session.compile_s > prepared
+    compiled = session.compile_s
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for batch in (1, 16, 1):
+            session.run(session.place(torch.randn(batch, 1, 16, 16)))
+    assert session.compile_s == compiled
+
+
 def test_each_onnx_precision_ships_its_own_graph(
     trained_like: torch.nn.Module, tmp_path: Path
 ) -> None:
