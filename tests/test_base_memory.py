@@ -32,7 +32,10 @@ class FakeWorkers:
         self.engines, self.peaks = engines, peaks
         self.asked: list[tuple[str, str]] = []
 
-    def __call__(self, side: str, request: dict[str, Any]) -> dict[str, Any]:
+    def worker(self, side: str) -> FakeWorker:
+        return FakeWorker(self, side)
+
+    def answer(self, side: str, request: dict[str, Any]) -> dict[str, Any]:
         self.asked.append((side, request["op"]))
         if request["op"] == "identity":
             return _identity(self.engines[side])
@@ -42,6 +45,25 @@ class FakeWorkers:
 
     def traced(self) -> list[str]:
         return [side for side, op in self.asked if op == "memory"]
+
+    def prepared(self) -> list[str]:
+        return [side for side, op in self.asked if op == "prepare"]
+
+
+class FakeWorker:
+    """One side, with the client's interface (``medgate.base.client.Worker``)."""
+
+    def __init__(self, workers: FakeWorkers, side: str) -> None:
+        self.workers, self.side = workers, side
+
+    def send(self, request: dict[str, Any]) -> None:
+        return None
+
+    def receive(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.workers.answer(self.side, request)
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.workers.answer(self.side, request)
 
 
 def _run(tmp_path: Path, workers: FakeWorkers) -> BaseRun:
@@ -63,14 +85,14 @@ def _run(tmp_path: Path, workers: FakeWorkers) -> BaseRun:
         log_dir=tmp_path / "logs",
         machine="machine-a",
     )
-    run._ask = workers  # type: ignore[method-assign]
+    run.worker = workers.worker  # type: ignore[method-assign,assignment]
     return run
 
 
 def test_a_peak_is_traced_once_then_read_back(tmp_path: Path) -> None:
     workers = FakeWorkers({"head": "new", "base": "old"}, {"head": 2_000_000, "base": 1_000_000})
     first = _run(tmp_path, workers).compare_memory(CASE)
-    assert workers.traced() == ["head", "base"]
+    assert workers.traced() == workers.prepared() == ["head", "base"]
     assert (first.head_bytes, first.base_bytes, first.verdict) == (
         2_000_000,
         1_000_000,
@@ -80,7 +102,7 @@ def test_a_peak_is_traced_once_then_read_back(tmp_path: Path) -> None:
     again = _run(tmp_path, rerun)
     assert again.compare_memory(CASE).verdict == Verdict.REGRESSED
     assert rerun.traced() == []
-    assert [op for _, op in rerun.asked if op == "prepare"] == []
+    assert rerun.prepared() == []
     assert len(again.reused_memory) == 2
 
 
@@ -90,7 +112,7 @@ def test_the_next_change_reads_its_base_back_from_the_head_it_was(tmp_path: Path
     ).compare_memory(CASE)
     next_change = FakeWorkers({"head": "v3", "base": "v2"}, {"head": 5_100, "base": 1})
     result = _run(tmp_path, next_change).compare_memory(CASE)
-    assert next_change.traced() == ["head"]
+    assert next_change.traced() == next_change.prepared() == ["head"]
     assert (result.head_bytes, result.base_bytes, result.verdict) == (5_100, 5_000, Verdict.SAME)
 
 

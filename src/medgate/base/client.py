@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medgate.core.matrix import Case
 from medgate.core.steps import step
 
 WORKER = Path(__file__).with_name("worker_main.py")
@@ -81,15 +80,26 @@ class Worker:
         self.hello = self.ask({"op": "hello"})
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(request)
+        return self.receive(request)
+
+    def send(self, request: dict[str, Any]) -> None:
+        """Write ``request`` without waiting for the reply, so that two workers can work at
+        once; ``receive`` reads it."""
         assert self.process.stdin is not None
-        assert self.process.stdout is not None
         try:
             with step("base worker"):
                 self.process.stdin.write(json.dumps(request) + "\n")
                 self.process.stdin.flush()
-                line = self.process.stdout.readline()
         except BrokenPipeError:
-            line = ""
+            # The worker is gone: receive() reads no reply and reports how it exited.
+            pass
+
+    def receive(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The reply to ``request``, sent before; raises ``WorkerError`` naming the side."""
+        assert self.process.stdout is not None
+        with step("base worker"):
+            line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()
             raise WorkerError(
@@ -103,9 +113,6 @@ class Worker:
                 f"{reply['error']}\n{reply['traceback']}"
             )
         return reply
-
-    def ask_case(self, op: str, case: Case, **fields: Any) -> dict[str, Any]:
-        return self.ask({"op": op, "case": dataclasses.asdict(case), **fields})
 
     def close(self) -> None:
         if self.process.poll() is None:

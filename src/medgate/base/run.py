@@ -151,6 +151,29 @@ class BaseRun:
             self.failed = True
             raise
 
+    def _ask_sides(self, sides: tuple[str, ...], request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` of each side's worker at once, then each reply: a build, a load or a
+        hash is mostly one thread of Python, so two sides overlap on two cores. Only for work
+        that is not timed. Every reply is read before a failure is raised, so neither worker is
+        left with an unread reply."""
+        for side in sides:
+            try:
+                self.worker(side).send(request)
+            except WorkerError:
+                self.failed = True
+                raise
+        replies: dict[str, Any] = {}
+        failure: WorkerError | None = None
+        for side in sides:
+            try:
+                replies[side] = self.worker(side).receive(request)
+            except WorkerError as error:
+                self.failed = True
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return replies
+
     def close(self) -> None:
         """Stop both workers; their logs are kept only when one of them failed."""
         self.restart()
@@ -159,21 +182,17 @@ class BaseRun:
 
     def identity(self, model: str) -> ModelIdentity:
         if model not in self.identities:
-            self.identities[model] = ModelIdentity(
-                model,
-                self._ask("head", {"op": "identity", "model": model}),
-                self._ask("base", {"op": "identity", "model": model}),
-            )
+            sides = self._ask_sides(("head", "base"), {"op": "identity", "model": model})
+            self.identities[model] = ModelIdentity(model, sides["head"], sides["base"])
         return self.identities[model]
 
-    def _prepare(self, case: Case) -> None:
-        for side in ("head", "base"):
-            self._prepare_side(side, case)
-
-    def _prepare_side(self, side: str, case: Case) -> None:
-        if (side, case) not in self._prepared:
-            self._ask(side, {"op": "prepare", "case": asdict(case)})
-            self._prepared.add((side, case))
+    def _prepare(self, case: Case, sides: tuple[str, ...] = ("head", "base")) -> None:
+        """Build and warm up ``case``'s session on each of ``sides`` not prepared yet, both at
+        once; nothing is timed until both are done."""
+        pending = tuple(side for side in sides if (side, case) not in self._prepared)
+        if pending:
+            self._ask_sides(pending, {"op": "prepare", "case": asdict(case)})
+            self._prepared.update((side, case) for side in pending)
 
     def _block(self, side: str, case: Case, rounds: int) -> Block:
         before, started = CpuTicks.now(), time.perf_counter()
@@ -287,10 +306,21 @@ class BaseRun:
         prefix = {"evaluation": "side", "memory": "memory"}[kind]
         return self.config.cache_dir / "evaluations" / f"{prefix}-{key}.json"
 
+    def _memory_path(self, side: str, case: Case) -> Path:
+        identity = self.identity(case.model)
+        return self._stored_path("memory", case, identity.head if side == "head" else identity.base)
+
     def compare_memory(self, case: Case) -> MemoryVsBase:
         """memray's peak of one batch, measured in the same way in both workers or read back
         (``memory_peak``). Judged at ``--medgate-base-tolerance``: unlike a stored ceiling, both
         figures are of this code on this machine."""
+        identity = self.identity(case.model)
+        traced = tuple(
+            side
+            for side in ("head", "base")
+            if identity.identical or read_memory_peak(self._memory_path(side, case)) is None
+        )
+        self._prepare(case, traced)
         peaks = {side: self.memory_peak(side, case) for side in ("head", "base")}
         result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.base_tolerance)
         self.memory[case] = result
@@ -306,14 +336,13 @@ class BaseRun:
         side (a base gated before as a head costs nothing). The harness that traces it is part
         of the key. Two identical sides (``--medgate-base-identical=measure``) are both traced:
         that is a check of the machine, which a figure read back could not fail."""
-        identity = self.identity(case.model)
-        path = self._stored_path("memory", case, identity.head if side == "head" else identity.base)
-        if not identity.identical:
+        path = self._memory_path(side, case)
+        if not self.identity(case.model).identical:
             stored = read_memory_peak(path)
             if stored is not None:
                 self.reused_memory.append(f"{case.id} ({side})")
                 return stored
-        self._prepare_side(side, case)
+        self._prepare(case, (side,))
         peak = int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
         atomic_write_bytes(path, json.dumps({"peak_bytes": peak}).encode())
         return peak

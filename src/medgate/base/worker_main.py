@@ -196,6 +196,8 @@ class Side:
             session.run(placed)
         session.synchronize()
         self.placed[case] = placed
+        # The other side may be timed next, on the cores this warm-up's threads spin on.
+        _settle()
         return {"prepare_s": session.prepare_s, "artifact_bytes": session.artifact_bytes}
 
     def time(self, request: dict[str, Any]) -> dict[str, Any]:
