@@ -165,21 +165,61 @@ def test_an_unchanged_ort_graph_s_evaluation_is_read_back_and_a_changed_one_is_r
     first = run_suite(*accuracy)
     assert first.parseoutcomes()["passed"] == 2
     assert "read back" not in first.stdout.str()
-    (stored,) = (cache / "evaluations").glob("*.npy")  # eager is evaluated every run
+    # The ONNX Runtime graph's, and eager's under its replay key.
+    assert len(list((cache / "evaluations").glob("*.npy"))) == 2
 
     again = run_suite(*accuracy)
     assert again.parseoutcomes()["passed"] == 2
     again.stdout.fnmatch_lines(["*1 accuracy evaluation(s) read back*onnxruntime-fp32-16*"])
 
-    # Another graph (the environment variable its forward() reads): evaluated, stored beside.
+    # Another graph (the environment variable its forward() reads): evaluated, stored beside;
+    # eager's replay key is the same, and its logits are replaced.
     monkeypatch.setenv("MEDGATE_TINY_WORK", "3")
     changed = run_suite(*accuracy)
     assert "read back" not in changed.stdout.str()
-    assert len(list((cache / "evaluations").glob("*.npy"))) == 2
+    assert len(list((cache / "evaluations").glob("*.npy"))) == 3
 
     # A file that does not hold this split's logits is not trusted: evaluated again.
     monkeypatch.delenv("MEDGATE_TINY_WORK")
-    stored.write_bytes(b"not an array")
+    for stored in (cache / "evaluations").glob("*.npy"):
+        stored.write_bytes(b"not an array")
     rerun = run_suite(*accuracy)
     assert rerun.parseoutcomes()["passed"] == 2
     assert "read back" not in rerun.stdout.str()
+    assert "evaluation(s) replayed" not in rerun.stdout.str()
+
+
+def test_a_torch_session_s_evaluation_is_replayed_only_where_its_first_batch_matches(
+    suite_dir: Path, run_suite: RunSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An eager or TorchScript session states no content key (its forward() is code): its first
+    test batch is run every time, and the other batches are read back only where that batch's
+    logits equal an earlier run's to the bit under the same model code, weights and inputs."""
+    accuracy = (
+        "-m",
+        "accuracy",
+        "--backends=eager,torchscript",
+        "--precisions=fp32",
+        "--input-sizes=16",
+        f"--cache-dir={tmp_path / 'cache'}",
+    )
+    first = run_suite(*accuracy)
+    assert first.parseoutcomes()["passed"] == 2
+    assert "evaluation(s) replayed" not in first.stdout.str()
+
+    again = run_suite(*accuracy)
+    assert again.parseoutcomes()["passed"] == 2
+    again.stdout.fnmatch_lines(["*2 accuracy evaluation(s) replayed*"])
+
+    # Other logits on the first batch (what forward() computes, not its code, changed).
+    monkeypatch.setenv("MEDGATE_TINY_WORK", "3")
+    changed = run_suite(*accuracy)
+    assert changed.parseoutcomes()["passed"] == 2
+    assert "evaluation(s) replayed" not in changed.stdout.str()
+
+    # The same logits as that run, but the model's code changed: the key did.
+    (suite_dir / "tiny_zoo.py").write_text((suite_dir / "tiny_zoo.py").read_text() + "# edit\n")
+    edited = run_suite(*accuracy)
+    assert edited.parseoutcomes()["passed"] == 2
+    assert "evaluation(s) replayed" not in edited.stdout.str()
+    run_suite(*accuracy).stdout.fnmatch_lines(["*2 accuracy evaluation(s) replayed*"])

@@ -42,11 +42,12 @@ def _tree_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def _module_files(module: str, package: str) -> list[Path]:
+def model_code_files(module: str) -> list[Path]:
     """``module``'s file and every module of its own top package it imports, transitively: a
     model's code is its file and the zoo helpers it uses, not its siblings."""
     import ast
 
+    package = module.split(".")[0]
     seen: dict[str, Path] = {}
     pending = [module]
     while pending:
@@ -68,6 +69,11 @@ def _module_files(module: str, package: str) -> list[Path]:
                 continue
             pending += [n for n in names if n.split(".")[0] == package and n in sys.modules]
     return [seen[name] for name in sorted(seen)]
+
+
+def model_code_sha256(module: str) -> str:
+    """The SHA-256 of ``model_code_files(module)``, in order: a model's code as one hash."""
+    return hashlib.sha256(b"".join(f.read_bytes() for f in model_code_files(module))).hexdigest()
 
 
 def _settle(limit_s: float = 1.0) -> float:
@@ -155,7 +161,7 @@ class Side:
         model = request["model"]
         workspace = self.workspace
         module = model_module(model)
-        files = _module_files(module, module.split(".")[0])
+        files = model_code_files(module)
         owner = get_spec(model).checkpoint_owner
         given = workspace.config.checkpoints.get(model) or workspace.config.checkpoints.get(owner)
         if given is not None:
@@ -166,7 +172,7 @@ class Side:
             weights = f"recipe {checkpoint_key(get_spec(owner), workspace.dataset(owner))}"
         return {
             "engine": self._engine_sha256(),
-            "model_code": hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest(),
+            "model_code": model_code_sha256(module),
             "model_files": [str(f.relative_to(self.root)) for f in files],
             "weights": weights,
             "dataset": workspace.dataset(model).sha256,

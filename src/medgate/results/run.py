@@ -114,6 +114,15 @@ def reused_notes(workspace: Workspace) -> list[str]:
             f"{workspace.evaluations.directory}: the same ONNX Runtime graph, runtime, threads "
             f"and input tensors on this machine as an earlier run (e.g. {', '.join(reused[:3])})"
         )
+    replayed = workspace.replayed_evaluations
+    if replayed:
+        notes.append(
+            f"{len(replayed)} accuracy evaluation(s) replayed from "
+            f"{workspace.evaluations.directory}: the first test batch gave an earlier run's "
+            "logits to the bit, under the same model code, weights, libraries, threads, input "
+            "tensors and machine, so the other batches were read back "
+            f"(e.g. {', '.join(replayed[:3])})"
+        )
     base = workspace.base
     if base is not None and base.reused_evaluations:
         notes.append(
