@@ -80,7 +80,7 @@ def test_a_compiled_session_compiles_each_graph_once_and_only_when_used(
     batch of 1, and no real batch compiles again (``fail_on_recompile`` raises if one would: a
     graph traced on an expanded example is guarded on its zero stride, and was)."""
     case = Case("tiny_cnn", "compile", "fp32", 16, 16, "cpu")
-    torch._dynamo.reset()
+    torch.compiler.reset()
     session = get_backend("compile").prepare(
         copy.deepcopy(trained_like), torch.randn(1, 1, 16, 16), context(case, tmp_path)
     )
