@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_base_run import new_base_run
 
 from medgate.base import run as base_run
-from medgate.base.client import SideSpec
 from medgate.base.run import BaseRun, read_memory_peak
-from medgate.core.config import SuiteConfig
-from medgate.core.matrix import Case, MatrixSpec
-from medgate.core.precision import CalibrationRecipe
+from medgate.core.matrix import Case
 from medgate.core.verdict import Verdict
 
 CASE = Case("tiny_cnn", "eager", "fp32", 16, 4, "cpu")
@@ -67,26 +65,7 @@ class FakeWorker:
 
 
 def _run(tmp_path: Path, workers: FakeWorkers) -> BaseRun:
-    config = SuiteConfig(
-        matrix=MatrixSpec((), ("*",), ("*",), ("all",), ("cpu",)),
-        throughput_batch=4,
-        threads=1,
-        agreement_samples=8,
-        accuracy_batch=8,
-        calibration=CalibrationRecipe(),
-        cache_dir=tmp_path / "cache",
-        baseline_dir=tmp_path / "baselines",
-        root=tmp_path,
-    )
-    run = BaseRun(
-        config,
-        head=SideSpec("head", tmp_path, "working tree"),
-        base=SideSpec("base", tmp_path, "base"),
-        log_dir=tmp_path / "logs",
-        machine="machine-a",
-    )
-    run.worker = workers.worker  # type: ignore[method-assign,assignment]
-    return run
+    return new_base_run(tmp_path, workers.worker)
 
 
 def test_a_peak_is_traced_once_then_read_back(tmp_path: Path) -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_base_run import new_base_run
 
-from medgate.base.client import SideSpec, WorkerError
+from medgate.base.client import WorkerError
 from medgate.base.run import BaseRun
-from medgate.core.config import SuiteConfig
-from medgate.core.matrix import Case, MatrixSpec
-from medgate.core.precision import CalibrationRecipe
+from medgate.core.matrix import Case
 
 CASE = Case("tiny_cnn", "compile", "fp32", 16, 1, "cpu")
 
@@ -49,25 +48,7 @@ class Side:
 
 
 def _run(tmp_path: Path, recorder: Recorder) -> BaseRun:
-    config = SuiteConfig(
-        matrix=MatrixSpec((), ("*",), ("*",), ("all",), ("cpu",)),
-        throughput_batch=4,
-        threads=1,
-        agreement_samples=8,
-        accuracy_batch=8,
-        calibration=CalibrationRecipe(),
-        cache_dir=tmp_path / "cache",
-        baseline_dir=tmp_path / "baselines",
-        root=tmp_path,
-    )
-    run = BaseRun(
-        config,
-        head=SideSpec("head", tmp_path, "working tree"),
-        base=SideSpec("base", tmp_path, "base"),
-        log_dir=tmp_path / "logs",
-    )
-    run.worker = recorder.worker  # type: ignore[method-assign,assignment]
-    return run
+    return new_base_run(tmp_path, recorder.worker)
 
 
 def test_both_sides_build_at_once_and_once(tmp_path: Path) -> None:
