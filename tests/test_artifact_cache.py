@@ -150,18 +150,23 @@ def test_inductor_s_cache_is_kept_beside_medgate_s(
     theirs.stdout.fnmatch_lines([f"*inductor cache: {tmp_path / 'mine'}"])
 
 
-def test_an_unchanged_ort_graph_s_evaluation_is_read_back_and_a_changed_one_is_run(
-    suite_dir: Path, run_suite: RunSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = tmp_path / "cache"
-    accuracy = (
+def _accuracy_of(backends: str, cache: Path) -> tuple[str, ...]:
+    """The arguments of an fp32 accuracy run of ``backends`` at 16 px with its own cache."""
+    return (
         "-m",
         "accuracy",
-        "--backends=eager,onnxruntime",
+        f"--backends={backends}",
         "--precisions=fp32",
         "--input-sizes=16",
         f"--cache-dir={cache}",
     )
+
+
+def test_an_unchanged_ort_graph_s_evaluation_is_read_back_and_a_changed_one_is_run(
+    suite_dir: Path, run_suite: RunSuite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    accuracy = _accuracy_of("eager,onnxruntime", cache)
     first = run_suite(*accuracy)
     assert first.parseoutcomes()["passed"] == 2
     assert "read back" not in first.stdout.str()
@@ -195,14 +200,7 @@ def test_a_torch_session_s_evaluation_is_replayed_only_where_its_first_batch_mat
     """An eager or TorchScript session states no content key (its forward() is code): its first
     test batch is run every time, and the other batches are read back only where that batch's
     logits equal an earlier run's to the bit under the same model code, weights and inputs."""
-    accuracy = (
-        "-m",
-        "accuracy",
-        "--backends=eager,torchscript",
-        "--precisions=fp32",
-        "--input-sizes=16",
-        f"--cache-dir={tmp_path / 'cache'}",
-    )
+    accuracy = _accuracy_of("eager,torchscript", tmp_path / "cache")
     first = run_suite(*accuracy)
     assert first.parseoutcomes()["passed"] == 2
     assert "evaluation(s) replayed" not in first.stdout.str()
