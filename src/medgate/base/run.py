@@ -124,7 +124,7 @@ class BaseRun:
     machine: str = ""
     #: Cases whose base evaluation was read back from an earlier run (``base_evaluation``).
     reused_evaluations: list[str] = field(default_factory=list)
-    #: Cases and sides whose memory peak was read back from an earlier run (``memory_peak``).
+    #: Cases and sides whose memory peak was read back from an earlier run (``compare_memory``).
     reused_memory: list[str] = field(default_factory=list)
     _workers: dict[str, Worker] = field(default_factory=dict)
     _prepared: set[tuple[str, Case]] = field(default_factory=set)
@@ -306,46 +306,40 @@ class BaseRun:
         prefix = {"evaluation": "side", "memory": "memory"}[kind]
         return self.config.cache_dir / "evaluations" / f"{prefix}-{key}.json"
 
-    def _memory_path(self, side: str, case: Case) -> Path:
-        identity = self.identity(case.model)
-        return self._stored_path("memory", case, identity.head if side == "head" else identity.base)
-
     def compare_memory(self, case: Case) -> MemoryVsBase:
-        """memray's peak of one batch, measured in the same way in both workers or read back
-        (``memory_peak``). Judged at ``--medgate-base-tolerance``: unlike a stored ceiling, both
-        figures are of this code on this machine."""
-        identity = self.identity(case.model)
-        traced = tuple(
-            side
-            for side in ("head", "base")
-            if identity.identical or read_memory_peak(self._memory_path(side, case)) is None
-        )
-        self._prepare(case, traced)
-        peaks = {side: self.memory_peak(side, case) for side in ("head", "base")}
-        result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.base_tolerance)
-        self.memory[case] = result
-        return result
-
-    def memory_peak(self, side: str, case: Case) -> int:
-        """memray's peak of one batch through ``side``'s warmed session.
+        """memray's peak of one batch through each side's warmed session, traced in the same
+        way in both workers or read back. Judged at ``--medgate-base-tolerance``: unlike a
+        stored ceiling, both figures are of this code on this machine.
 
         Bytes asked of the allocator, not a time: the same code, libraries, threads and machine
         give the same figure in every process, within ONNX Runtime's arena rounding (about 1 %,
-        a fifth of the default tolerance), so it is kept under the side's identity and read
+        a fifth of the default tolerance), so a peak is kept under its side's identity and read
         back when this machine traced the same case under the same identity before, on either
         side (a base gated before as a head costs nothing). The harness that traces it is part
         of the key. Two identical sides (``--medgate-base-identical=measure``) are both traced:
-        that is a check of the machine, which a figure read back could not fail."""
-        path = self._memory_path(side, case)
-        if not self.identity(case.model).identical:
-            stored = read_memory_peak(path)
-            if stored is not None:
-                self.reused_memory.append(f"{case.id} ({side})")
-                return stored
-        self._prepare(case, (side,))
-        peak = int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
-        atomic_write_bytes(path, json.dumps({"peak_bytes": peak}).encode())
-        return peak
+        that is a check of the machine, which a figure read back could not fail. The sides to
+        trace are prepared at once."""
+        identity = self.identity(case.model)
+        paths = {
+            side: self._stored_path("memory", case, getattr(identity, side))
+            for side in ("head", "base")
+        }
+        stored = {
+            side: None if identity.identical else read_memory_peak(path)
+            for side, path in paths.items()
+        }
+        self.reused_memory += [f"{case.id} ({side})" for side, peak in stored.items() if peak]
+        self._prepare(case, tuple(side for side, peak in stored.items() if peak is None))
+        peaks: dict[str, int] = {}
+        for side, path in paths.items():
+            peak = stored[side]
+            if peak is None:
+                peak = int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
+                atomic_write_bytes(path, json.dumps({"peak_bytes": peak}).encode())
+            peaks[side] = peak
+        result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.base_tolerance)
+        self.memory[case] = result
+        return result
 
     def verdicts(self) -> dict[str, Verdict]:
         found: dict[str, Verdict] = {}
