@@ -18,6 +18,7 @@ from medgate.workspace import Workspace
 pytestmark = pytest.mark.latency
 
 
+@pytest.mark.medgate(base="latency")
 def test_latency(
     request: pytest.FixtureRequest, medgate_case: Case, medgate_workspace: Workspace
 ) -> None:
@@ -25,7 +26,7 @@ def test_latency(
 
 
 @pytest.mark.throughput
-@pytest.mark.medgate(batch="throughput")
+@pytest.mark.medgate(batch="throughput", base="latency")
 def test_throughput(
     request: pytest.FixtureRequest, medgate_case: Case, medgate_workspace: Workspace
 ) -> None:
