@@ -158,6 +158,24 @@ def test_a_backend_that_disagrees_with_eager_fails_agreement(
     result.stdout.fnmatch_lines(["*tiny_cnn-broken-fp32-*disagrees with eager fp32*"])
 
 
+def test_agreement_judged_on_the_accuracy_evaluation_s_logits_still_fails_a_broken_backend(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    pytester.makeconftest(BROKEN_BACKEND)
+    result = run_suite(
+        "--backends=broken", "--precisions=fp32", "--device=cpu", "-k", "agrees or accuracy"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*2 agreement case(s) judged on the logits their accuracy evaluation computed*",
+            "FAILED test_agreement.py::test_agrees_with_eager_fp32[tiny_cnn-broken-fp32-*",
+            "FAILED test_agreement.py::test_agrees_with_eager_fp32[tiny_cnn-broken-fp32-*",
+        ],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(["*tiny_cnn-broken-fp32-*disagrees with eager fp32*"])
+
+
 def test_machine_info_records_versions_threads_and_the_hook(
     pytester: pytest.Pytester, run_suite: RunSuite
 ) -> None:

@@ -107,6 +107,10 @@ class Workspace:
         #: Cases whose first test batch gave an earlier run's logits to the bit, and whose other
         #: batches were read back from it (``evaluate``).
         self.replayed_evaluations: list[str] = []
+        #: The logits of each evaluated case's first batch, and the agreement cases that used
+        #: them (``agreement_logits``).
+        self._first_logits: dict[Case, torch.Tensor] = {}
+        self.agreement_from_evaluations: list[str] = []
         self.inputs_sha256 = cache(self._inputs_sha256)
         self.accuracy = AccuracyLedger(config.baseline_dir, config.root, config.update_baselines)
         #: Wraps progress bars; the plugin sets it to lift pytest's output capture.
@@ -399,16 +403,29 @@ class Workspace:
                 self.reused_evaluations.append(case.id)
                 scores = torch.from_numpy(stored)
                 require_finite(scores, case.id)
-                return Evaluation.from_logits(test.labels, scores, spec.positive_index)
-            scores, _ = self._evaluate(case, run)
+            else:
+                scores, _ = self._evaluate(case, run)
+                self.evaluations.store(key, scores.numpy())
         else:
             key = evaluation_key(self._replay_key(case), inputs, self.fingerprint.id)
             scores, replayed = self._evaluate(case, run, self.evaluations.load(key, len(test)))
             if replayed:
                 self.replayed_evaluations.append(case.id)
-                return Evaluation.from_logits(test.labels, scores, spec.positive_index)
-        self.evaluations.store(key, scores.numpy())
+            else:
+                self.evaluations.store(key, scores.numpy())
+        if len(test) >= case.batch:
+            self._first_logits[case] = scores[: case.batch]
         return Evaluation.from_logits(test.labels, scores, spec.positive_index)
+
+    def agreement_logits(self, case: Case, session: Session) -> torch.Tensor:
+        """``session``'s logits of ``inputs(case.model, case.input_size, case.batch)``, the
+        first ``case.batch`` test images: those this run's evaluation of the same case (same
+        session, same batch) computed or read back, else run now."""
+        logits = self._first_logits.get(case)
+        if logits is not None:
+            self.agreement_from_evaluations.append(case.id)
+            return logits
+        return session.run(session.place(self.inputs(case.model, case.input_size, case.batch)))
 
     def _replay_key(self, case: Case) -> str:
         """What a session's logits may depend on beyond what its first batch shows: a branch on

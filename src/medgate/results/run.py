@@ -123,6 +123,13 @@ def reused_notes(workspace: Workspace) -> list[str]:
             "tensors and machine, so the other batches were read back "
             f"(e.g. {', '.join(replayed[:3])})"
         )
+    shared = workspace.agreement_from_evaluations
+    if shared:
+        notes.append(
+            f"{len(shared)} agreement case(s) judged on the logits their accuracy evaluation "
+            "computed or read back for the same first test images, session and batch "
+            f"(e.g. {', '.join(shared[:3])})"
+        )
     base = workspace.base
     if base is not None and base.reused_evaluations:
         notes.append(
