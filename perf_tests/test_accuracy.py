@@ -12,7 +12,7 @@ from medgate.core.verdict import require
 from medgate.gates.accuracy.measure import measure_accuracy
 from medgate.workspace import Workspace
 
-pytestmark = [pytest.mark.accuracy, pytest.mark.medgate(batch="accuracy", base="accuracy")]
+pytestmark = [pytest.mark.accuracy, pytest.mark.medgate(batch="accuracy")]
 
 
 def test_accuracy_holds(

@@ -18,7 +18,6 @@ from medgate.workspace import Workspace
 pytestmark = pytest.mark.latency
 
 
-@pytest.mark.medgate(base="latency")
 def test_latency(
     request: pytest.FixtureRequest, medgate_case: Case, medgate_workspace: Workspace
 ) -> None:
@@ -26,7 +25,7 @@ def test_latency(
 
 
 @pytest.mark.throughput
-@pytest.mark.medgate(batch="throughput", base="latency")
+@pytest.mark.medgate(batch="throughput")
 def test_throughput(
     request: pytest.FixtureRequest, medgate_case: Case, medgate_workspace: Workspace
 ) -> None:

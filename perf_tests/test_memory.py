@@ -36,7 +36,7 @@ def warm_batch(medgate_case: Case, medgate_session: Session, medgate_inputs: tor
     return placed
 
 
-@pytest.mark.medgate(batch="throughput", memory="inference", base="memory")
+@pytest.mark.medgate(batch="throughput", memory="inference")
 def test_inference_memory(
     medgate_case: Case,
     medgate_session: Session,

@@ -8,7 +8,6 @@ from typing import Literal
 
 import pytest
 
-from medgate.base.ahead import ASKS
 from medgate.core import machine
 from medgate.core.matrix import Case, skip_reason
 from medgate.core.registry import get_spec
@@ -30,9 +29,6 @@ MARKERS = {
         "which batch the test's cases use: 1, --throughput-batch, --agreement-samples or "
         "--accuracy-batch"
     ),
-    "medgate(base='latency'|'memory'|'accuracy')": (
-        "what the test asks of the base run's workers, so that they prepare it ahead"
-    ),
 }
 
 
@@ -46,9 +42,6 @@ class TestOptions:
     batch: Literal["latency", "throughput", "agreement", "accuracy"] = "latency"
     #: The memory figure the test measures (its ceiling becomes a ``limit_memory`` marker).
     memory: Literal["inference", "session"] | None = None
-    #: What the test asks of the base run's workers against ``--medgate-base``, so that they
-    #: prepare it while earlier tests run (``medgate.base.ahead``).
-    base: Literal["latency", "memory", "accuracy"] | None = None
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark | None, where: str) -> TestOptions:
@@ -66,8 +59,6 @@ class TestOptions:
             raise pytest.UsageError(f"{where}: batch must be one of {', '.join(BATCHES)}")
         if options.memory not in (None, "inference", "session"):
             raise pytest.UsageError(f"{where}: memory must be 'inference' or 'session'")
-        if options.base not in (None, *ASKS):
-            raise pytest.UsageError(f"{where}: base must be one of {', '.join(ASKS)}")
         return options
 
 

@@ -14,7 +14,6 @@ import torch
 import medgate.backends  # noqa: F401  (registers the built-in backends)
 from medgate.backends.base import Session
 from medgate.backends.torch_precision import strict_fp32
-from medgate.base.ahead import AheadPlan, PlannedTest
 from medgate.base.benchmark_runs import save_sides
 from medgate.base.revision import BaseRevisionError
 from medgate.base.run import start_base
@@ -48,8 +47,6 @@ REPORT = pytest.StashKey[WrittenReport]()
 #: Models whose checkpoint a case of the run will train, and those whose training failed.
 TO_TRAIN = pytest.StashKey[set[str]]()
 TRAINING_FAILED = pytest.StashKey[dict[str, str]]()
-#: The work sent to the base run's workers ahead of each test.
-AHEAD = pytest.StashKey[AheadPlan]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -155,7 +152,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "medgate_case" not in metafunc.fixturenames:
         return
     workspace = workspace_of(metafunc.config)
-    options = _options(metafunc.definition)
+    options = TestOptions.from_marker(
+        metafunc.definition.get_closest_marker("medgate"), metafunc.definition.nodeid
+    )
     suite = workspace.config
     batch = {
         "latency": 1,
@@ -290,18 +289,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             workspace.accuracy.baseline(model)
         except BaselineError as error:
             raise pytest.UsageError(f"medgate: {error}") from error
-    if workspace.base is not None:
-        config.stash[AHEAD] = AheadPlan(
-            [
-                PlannedTest(item.nodeid, case, _options(item).base)
-                for item in session.items
-                if (case := _case_of(item)) is not None and item.get_closest_marker("skip") is None
-            ]
-        )
-
-
-def _options(item: pytest.Item) -> TestOptions:
-    return TestOptions.from_marker(item.get_closest_marker("medgate"), item.nodeid)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -314,7 +301,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
     if case is None or case.model not in to_train or item.get_closest_marker("skip"):
         return
     workspace = workspace_of(item.config)
-    if workspace.base is not None and _skipped_as_identical(workspace, case.model):
+    if (
+        workspace.base is not None
+        and workspace.config.base_identical == "skip"
+        and workspace.base.identity(case.model).identical
+    ):
         return
     to_train.discard(case.model)
     started = time.perf_counter()
@@ -329,8 +320,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A case whose every input hashes the same on both sides is not measured; a case whose
-    checkpoint failed to train errors with the reason. Against the base, the workers are sent
-    the work of the tests ahead (``medgate.base.ahead``)."""
+    checkpoint failed to train errors with the reason."""
     workspace = item.config.stash.get(WORKSPACE, None)
     case = _case_of(item)
     failed = item.config.stash.get(TRAINING_FAILED, {})
@@ -338,29 +328,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"medgate: model {case.model}: {failed[case.model]}", pytrace=False)
     if workspace is None or workspace.base is None or case is None:
         return
-    base = workspace.base
-    if _skipped_as_identical(workspace, case.model):
-        base.identical_cases.append(case)
+    identity = workspace.base.identity(case.model)
+    if identity.identical and workspace.config.base_identical == "skip":
+        workspace.base.identical_cases.append(case)
         pytest.skip(
             f"identical to base: {case.model}'s engine, model code, weights, data and library "
             "versions hash the same on both sides"
         )
-    config = item.config
-
-    def ready(following: Case) -> bool:
-        failed: dict[str, str] = config.stash.get(TRAINING_FAILED, {})
-        waiting = config.stash.get(TO_TRAIN, set()) | failed.keys()
-        return following.model not in waiting and not _skipped_as_identical(
-            workspace, following.model
-        )
-
-    for ahead_case, asks in config.stash[AHEAD].due(item.nodeid, ready):
-        base.ahead(ahead_case, asks)
-
-
-def _skipped_as_identical(workspace: Workspace, model: str) -> bool:
-    assert workspace.base is not None
-    return workspace.config.base_identical == "skip" and workspace.base.identity(model).identical
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -128,12 +128,6 @@ class BaseRun:
     reused_memory: list[str] = field(default_factory=list)
     _workers: dict[str, Worker] = field(default_factory=dict)
     _prepared: set[tuple[str, Case]] = field(default_factory=set)
-    #: Per side, the requests sent whose replies are not read yet, in the order sent.
-    _sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: Replies read before their request was asked (``ahead``), by side and request.
-    _replies: dict[tuple[str, str], dict[str, Any] | WorkerError] = field(default_factory=dict)
-    #: Stored memory peaks read by ``ahead`` for the comparison that follows.
-    _stored_peaks: dict[Case, dict[str, int | None]] = field(default_factory=dict)
 
     def worker(self, side: str) -> Worker:
         if side not in self._workers:
@@ -151,85 +145,34 @@ class BaseRun:
         return self._workers[side]
 
     def _ask(self, side: str, request: dict[str, Any]) -> dict[str, Any]:
-        if request["op"] == "time":
-            # Nothing may run beside a timed block: every reply either side owes is read first.
-            for owing in list(self._sent):
-                self._read_sent(owing)
-        reply: dict[str, Any] = self._ask_sides((side,), request)[side]
-        return reply
+        try:
+            return self.worker(side).ask(request)
+        except WorkerError:
+            self.failed = True
+            raise
 
     def _ask_sides(self, sides: tuple[str, ...], request: dict[str, Any]) -> dict[str, Any]:
         """``request`` of each side's worker at once, then each reply: a build, a load or a
         hash is mostly one thread of Python, so two sides overlap on two cores. Only for work
         that is not timed. Every reply is read before a failure is raised, so neither worker is
-        left with an unread reply. A request sent ahead (``ahead``) is not sent again: its
-        reply is the one used."""
+        left with an unread reply."""
         for side in sides:
-            self._send(side, request)
+            try:
+                self.worker(side).send(request)
+            except WorkerError:
+                self.failed = True
+                raise
         replies: dict[str, Any] = {}
         failure: WorkerError | None = None
         for side in sides:
             try:
-                replies[side] = self._take(side, request)
+                replies[side] = self.worker(side).receive(request)
             except WorkerError as error:
+                self.failed = True
                 failure = failure or error
         if failure is not None:
             raise failure
         return replies
-
-    def _send(self, side: str, request: dict[str, Any]) -> None:
-        key = _request_key(request)
-        owed = (_request_key(sent) for sent in self._sent.get(side, []))
-        if (side, key) in self._replies or key in owed:
-            return
-        try:
-            self.worker(side).send(request)
-        except WorkerError:
-            self.failed = True
-            raise
-        self._sent.setdefault(side, []).append(request)
-
-    def _read_sent(self, side: str) -> None:
-        """Read every reply ``side`` owes, in order, each kept for its request (a failure as
-        the error to raise where that request is asked)."""
-        for request in self._sent.pop(side, []):
-            reply: dict[str, Any] | WorkerError
-            try:
-                reply = self.worker(side).receive(request)
-            except WorkerError as error:
-                self.failed = True
-                reply = error
-            self._replies[(side, _request_key(request))] = reply
-
-    def _take(self, side: str, request: dict[str, Any]) -> dict[str, Any]:
-        key = (side, _request_key(request))
-        if key not in self._replies:
-            self._read_sent(side)
-        reply = self._replies.pop(key)
-        if isinstance(reply, WorkerError):
-            raise reply
-        return reply
-
-    def ahead(self, case: Case, asks: str) -> None:
-        """Send, without waiting, the untimed work that ``case``'s ``asks`` comparison
-        (``latency``, ``memory`` or ``accuracy``) will ask of the workers: the builds and
-        warm-ups of its sessions, the base's evaluation when none is stored. The workers do
-        it while this process runs other tests; its replies are read when the comparison asks,
-        and before any block is timed."""
-        if asks == "latency":
-            sides: tuple[str, ...] = ("head", "base")
-        elif asks == "memory":
-            stored = self._stored_peaks[case] = self._read_peaks(case)
-            sides = tuple(side for side, peak in stored.items() if peak is None)
-        elif asks == "accuracy":
-            if read_evaluation(self._evaluation_path(case)) is None:
-                self._send("base", {"op": "evaluate", "case": asdict(case)})
-            return
-        else:
-            raise ValueError(f"ahead: asks must be latency, memory or accuracy, not {asks!r}")
-        for side in sides:
-            if (side, case) not in self._prepared:
-                self._send(side, {"op": "prepare", "case": asdict(case)})
 
     def close(self) -> None:
         """Stop both workers; their logs are kept only when one of them failed."""
@@ -316,8 +259,6 @@ class BaseRun:
             worker.close()
         self._workers.clear()
         self._prepared.clear()
-        self._sent.clear()
-        self._replies.clear()
 
     def base_evaluation(self, case: Case) -> dict[str, Any]:
         """The base's per-image outcome of ``case`` on its own test split.
@@ -327,7 +268,7 @@ class BaseRun:
         the same threads and calibration recipe, as a base or as a head
         (``keep_head_evaluation``); else asked of the base worker and stored. A base is fixed
         for the life of a pull request, so every rerun of its gate reuses it."""
-        path = self._evaluation_path(case)
+        path = self._stored_path("evaluation", case, self.identity(case.model).base)
         reply = read_evaluation(path)
         if reply is None:
             reply = self._ask("base", {"op": "evaluate", "case": asdict(case)})
@@ -335,9 +276,6 @@ class BaseRun:
         else:
             self.reused_evaluations.append(case.id)
         return reply
-
-    def _evaluation_path(self, case: Case) -> Path:
-        return self._stored_path("evaluation", case, self.identity(case.model).base)
 
     def keep_head_evaluation(self, case: Case, record: dict[str, Any]) -> None:
         """Store the head's own outcome of ``case`` under the head's identity, in the base
@@ -381,31 +319,27 @@ class BaseRun:
         of the key. Two identical sides (``--medgate-base-identical=measure``) are both traced:
         that is a check of the machine, which a figure read back could not fail. The sides to
         trace are prepared at once."""
-        stored = self._stored_peaks.pop(case, None) or self._read_peaks(case)
+        identity = self.identity(case.model)
+        paths = {
+            side: self._stored_path("memory", case, getattr(identity, side))
+            for side in ("head", "base")
+        }
+        stored = {
+            side: None if identity.identical else read_memory_peak(path)
+            for side, path in paths.items()
+        }
         self.reused_memory += [f"{case.id} ({side})" for side, peak in stored.items() if peak]
         self._prepare(case, tuple(side for side, peak in stored.items() if peak is None))
         peaks: dict[str, int] = {}
-        for side, peak in stored.items():
+        for side, path in paths.items():
+            peak = stored[side]
             if peak is None:
                 peak = int(self._ask(side, {"op": "memory", "case": asdict(case)})["peak_bytes"])
-                path = self._memory_path(case, side)
                 atomic_write_bytes(path, json.dumps({"peak_bytes": peak}).encode())
             peaks[side] = peak
         result = MemoryVsBase(case, peaks["head"], peaks["base"], self.config.base_tolerance)
         self.memory[case] = result
         return result
-
-    def _memory_path(self, case: Case, side: str) -> Path:
-        return self._stored_path("memory", case, getattr(self.identity(case.model), side))
-
-    def _read_peaks(self, case: Case) -> dict[str, int | None]:
-        """Each side's stored peak of ``case``, None where it must be traced: always for two
-        identical sides."""
-        identical = self.identity(case.model).identical
-        return {
-            side: None if identical else read_memory_peak(self._memory_path(case, side))
-            for side in ("head", "base")
-        }
 
     def verdicts(self) -> dict[str, Verdict]:
         found: dict[str, Verdict] = {}
@@ -422,10 +356,6 @@ class BaseRun:
 
     def write(self) -> list[Path]:
         return []
-
-
-def _request_key(request: dict[str, Any]) -> str:
-    return json.dumps(request, sort_keys=True)
 
 
 #: What an evaluation reply (the worker's ``evaluate``) and a stored one hold.

@@ -247,8 +247,6 @@ class Side:
         else:
             session = workspace.session(case)
             evaluation = workspace.evaluate(case, lambda b: session.run(session.place(b)))
-        # Sent ahead, an evaluation may end just before the other side's next timed block.
-        _settle()
         return evaluation.to_record(workspace.dataset(case.model).sha256)
 
     def memory(self, request: dict[str, Any]) -> dict[str, Any]:
