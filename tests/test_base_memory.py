@@ -1,4 +1,4 @@
-"""Memory peaks against the base (``BaseRun.memory_peak``): traced in a side's worker once, kept
+"""Memory peaks against the base (``BaseRun.compare_memory``): traced in a side's worker once, kept
 under that side's identity, and read back by a later run whose base or head has that identity;
 never read back where the two sides are identical, and traced again when memray changes."""
 
