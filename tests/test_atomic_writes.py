@@ -121,7 +121,10 @@ def _update(root: Path, cache: Path, backend: str) -> subprocess.Popen[str]:
         "--medgate-report=off",
         "-q",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # A killed run cannot remove its temporary files: they go under the test's own directory.
+    scratch = root / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
     return subprocess.Popen(
         command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
