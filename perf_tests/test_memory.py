@@ -6,6 +6,9 @@ What the measured region holds: the test function's body only (fixtures run outs
 ``inference`` that is one batch through a session that is already built and warmed up, so the
 figure is activations, workspace and output; for ``session`` it is building the session from the
 trained model: the model's copy, export, quantization and calibration, the runtime's session.
+
+Against a base revision, a CPU case's ``inference`` figure is the head worker's memray trace of
+the same batch (the one compared with the base), held to the same ceiling by the memory ledger.
 """
 
 from __future__ import annotations
@@ -14,45 +17,65 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import torch
 
 from medgate.backends import Session
 from medgate.core.device import cuda_peak_since, start_cuda_peak
 from medgate.core.matrix import Case
 from medgate.core.registry import get_backend
 from medgate.core.verdict import require
+from medgate.gates.memory.markers import head_worker_traces_inference
 from medgate.workspace import Workspace
 
 pytestmark = pytest.mark.memory
 
 
 @pytest.fixture
-def warm_batch(medgate_case: Case, medgate_session: Session, medgate_inputs: torch.Tensor) -> Any:
-    """The placed batch, after the session's warm-up calls (lazy allocations happen there)."""
-    placed = medgate_session.place(medgate_inputs)
-    for _ in range(medgate_session.warmup_calls):
-        medgate_session.run(placed)
-    medgate_session.synchronize()
-    return placed
+def warm_session(medgate_case: Case, medgate_workspace: Workspace) -> tuple[Session, Any] | None:
+    """The session and its placed batch, after the session's warm-up calls (lazy allocations
+    happen there); None where the head's worker traces the batch instead, so nothing is built
+    here for it."""
+    if head_worker_traces_inference(medgate_case, medgate_workspace.base is not None):
+        return None
+    session = medgate_workspace.session(medgate_case)
+    case = medgate_case
+    placed = session.place(medgate_workspace.inputs(case.model, case.input_size, case.batch))
+    for _ in range(session.warmup_calls):
+        session.run(placed)
+    session.synchronize()
+    return session, placed
 
 
 @pytest.mark.medgate(batch="throughput", memory="inference")
 def test_inference_memory(
     medgate_case: Case,
-    medgate_session: Session,
-    warm_batch: Any,
+    warm_session: tuple[Session, Any] | None,
     medgate_workspace: Workspace,
     record_property: Callable[[str, object], None],
 ) -> None:
+    base, memory = medgate_workspace.base, medgate_workspace.memory
+    if warm_session is None:
+        assert base is not None
+        against = base.compare_memory(medgate_case)
+        facts = medgate_workspace.facts(medgate_case.model, medgate_case.input_size)
+        observed = memory.observe(
+            medgate_case,
+            "inference",
+            against.head_bytes,
+            facts.param_bytes,
+            None,
+            traced_in="the head's worker, one batch (the trace compared with the base)",
+        )
+        require(medgate_case.id, against.problems() + memory.problems(observed))
+        return
+    session, placed = warm_session
     resident = start_cuda_peak() if medgate_case.device == "cuda" else 0
-    medgate_session.run(warm_batch)
-    medgate_session.synchronize()
-    record_property("artifact_bytes", medgate_session.artifact_bytes)
-    if medgate_workspace.base is not None:
-        require(medgate_case.id, medgate_workspace.base.compare_memory(medgate_case).problems())
+    session.run(placed)
+    session.synchronize()
+    record_property("artifact_bytes", session.artifact_bytes)
+    if base is not None:
+        require(medgate_case.id, base.compare_memory(medgate_case).problems())
     if medgate_case.device == "cuda":
         facts = medgate_workspace.facts(medgate_case.model, medgate_case.input_size)
-        memory = medgate_workspace.memory
         observed = memory.observe(
             medgate_case, "cuda_peak", cuda_peak_since(resident), facts.param_bytes, None
         )

@@ -4,6 +4,7 @@ processes (real backends on tiny models, and the fake backend for controlled noi
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -343,6 +344,47 @@ def test_more_activation_memory_is_regressed_against_the_base(
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*one batch peaks at * B, the base at * B*"])
+
+
+def test_against_a_base_the_inference_ceiling_is_held_on_the_head_worker_s_trace(
+    pytester: pytest.Pytester, project: Path, medgate_cache: Path
+) -> None:
+    _commit(project, "head: nothing changed")
+    memory = (
+        "--backends=eager",
+        "--precisions=fp32",
+        "--models=tiny_a",
+        "-p",
+        "memray",
+        "-m",
+        "memory",
+        "-k",
+        "inference",
+        "--medgate-base-identical=measure",
+    )
+    recorded = _run(pytester, medgate_cache, *memory, "--update-baselines")
+    recorded.assert_outcomes(passed=1)
+    path = project / "baselines" / "memory" / "tiny_a.json"
+    stored = json.loads(path.read_text())
+    inference = stored["cases"]["eager-fp32-16-bs16-cpu"]["inference"]
+    assert inference["ceiling_bytes"] >= round(inference["measured_bytes"] * 1.10)
+
+    # A/A: the unchanged head holds the ceiling its worker's trace recorded.
+    again = _run(pytester, medgate_cache, *memory)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*tiny_a-eager-fp32-16-bs16-cpu*inference*ok*"])
+
+    # The head's batch needs more than its ceiling (lowered here, the base comparison unchanged):
+    # the ledger fails it, with no pytest-memray trace of the test to do so.
+    inference["ceiling_bytes"] = inference["measured_bytes"] // 2
+    path.write_text(json.dumps(stored))
+    lowered = _run(pytester, medgate_cache, *memory)
+    lowered.assert_outcomes(failed=1)
+    lowered.stdout.fnmatch_lines(
+        ["*inference * B >= ceiling * B * BEYOND LIMIT (traced in the head's worker*"]
+    )
+    assert "one batch peaks at" not in lowered.stdout.str()
+    assert "Test was limited to" not in lowered.stdout.str()
 
 
 def test_a_busy_neighbour_never_turns_into_a_false_verdict(

@@ -175,7 +175,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     workspace.dataset_name(case.model),
                     against_base=suite.base is not None,
                 )
-                + limit_memory_marks(workspace.memory, case, options.memory),
+                + limit_memory_marks(
+                    workspace.memory, case, options.memory, suite.base is not None
+                ),
             )
             for case in cases
         ],

@@ -200,7 +200,10 @@ def memory_rows(figures: Iterable[MemoryFigure]) -> list[dict[str, Any]]:
                 figure.measured_bytes / 2**20,
                 reference,
                 figure.measured_bytes / ceiling.ceiling_bytes if ceiling is not None else None,
-                why="" if ceiling is not None else "no ceiling recorded for this case",
+                why="; ".join(
+                    ([] if ceiling is not None else ["no ceiling recorded for this case"])
+                    + ([f"traced in {figure.traced_in}"] if figure.traced_in else [])
+                ),
                 fix=_fix("memory", figure.verdict, figure.case, reference),
             )
         )

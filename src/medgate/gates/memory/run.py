@@ -40,6 +40,8 @@ class MemoryFigure:
     artifact_bytes: int | None
 
     recording: bool = False
+    #: Where the figure was traced when not by pytest-memray around the test in this process.
+    traced_in: str = ""
 
     @property
     def verdict(self) -> Verdict:
@@ -93,6 +95,7 @@ class MemoryLedger:
         measured_bytes: int,
         param_bytes: int,
         artifact_bytes: int | None,
+        traced_in: str = "",
     ) -> MemoryFigure:
         observed = MemoryFigure(
             case,
@@ -102,19 +105,22 @@ class MemoryLedger:
             param_bytes,
             artifact_bytes,
             recording=self.update,
+            traced_in=traced_in,
         )
         self.figures[(case, figure)] = observed
         return observed
 
     def problems(self, observed: MemoryFigure) -> list[str]:
-        """What fails the test of a figure medgate itself holds to its ceiling (the CUDA peak;
-        memray's ``limit_memory`` fails the host figures)."""
+        """What fails the test of a figure medgate itself holds to its ceiling: the CUDA peak,
+        and an ``inference`` figure the head's worker traced against a base. pytest-memray's
+        ``limit_memory`` fails the figures it traces around the test itself."""
         if observed.verdict != Verdict.BEYOND_LIMIT or observed.ceiling is None:
             return []
         return [
             f"{observed.figure} {observed.measured_bytes} B >= ceiling "
             f"{observed.ceiling.ceiling_bytes} B (measured {observed.ceiling.measured_bytes} B "
             f"when recorded) in {self.display_path(observed.case.model)}: {Verdict.BEYOND_LIMIT}"
+            + (f" (traced in {observed.traced_in})" if observed.traced_in else "")
         ]
 
     def verdicts(self) -> dict[str, Verdict]:
