@@ -9,6 +9,7 @@ import pytest
 from medgate.core.files import BaselineError
 from medgate.core.matrix import Case
 from medgate.core.verdict import GateFailure, Verdict, require
+from medgate.gates.memory.markers import limit_memory_marks
 from medgate.gates.memory.run import MIN_SLACK_BYTES, MemoryLedger, ceiling_for
 from medgate.gates.memory.store import read_memory_baseline
 
@@ -53,3 +54,18 @@ def test_an_unknown_figure_is_refused_by_name(tmp_path: Path) -> None:
     path.write_text('{"schema": 1, "model": "m", "headroom": 0.1, "cases": {"c": {"vram": {}}}}')
     with pytest.raises(BaselineError, match=r"m\.json: field cases\.c\.vram: unknown figure"):
         read_memory_baseline(path)
+
+
+def test_against_a_base_only_a_cpu_inference_figure_is_left_to_the_head_worker(
+    tmp_path: Path,
+) -> None:
+    ledger = MemoryLedger(tmp_path, tmp_path, update=False, headroom=0.10, threads=2)
+    cpu = Case("tiny_cnn", "eager", "fp32", 16, 16, "cpu")
+    assert limit_memory_marks(ledger, cpu, "inference", against_base=True) == []
+    assert [m.name for m in limit_memory_marks(ledger, cpu, "inference")] == ["limit_memory"]
+    assert [m.name for m in limit_memory_marks(ledger, cpu, "session", True)] == ["limit_memory"]
+    # A CUDA case still runs its batch in the pytest process, where its cuda_peak is read.
+    assert [m.name for m in limit_memory_marks(ledger, CASE, "inference", True)] == ["limit_memory"]
+    traced = ledger.observe(cpu, "inference", 10**9, 10, None, traced_in="the head's worker")
+    assert traced.verdict == Verdict.NO_BASELINE
+    assert ledger.problems(traced) == []
