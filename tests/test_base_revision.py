@@ -179,6 +179,9 @@ def _verdicts(result: pytest.RunResult) -> dict[str, str]:
 
 
 FAKE = ("--backends=fake_speed", "--precisions=fp32,int8-dynamic", "-m", "latency")
+#: tiny_a's eager fp32 cases, with memray; and its inference memory case alone.
+TINY_A_UNDER_MEMRAY = ("--backends=eager", "--precisions=fp32", "--models=tiny_a", "-p", "memray")
+INFERENCE_MEMORY = (*TINY_A_UNDER_MEMRAY, "-m", "memory", "-k", "inference")
 
 
 def test_a_and_a_on_unchanged_code_raises_no_false_alarm(
@@ -202,11 +205,7 @@ def test_a_and_a_on_unchanged_code_raises_no_false_alarm(
     others = _run(
         pytester,
         medgate_cache,
-        "--backends=eager",
-        "--precisions=fp32",
-        "--models=tiny_a",
-        "-p",
-        "memray",
+        *TINY_A_UNDER_MEMRAY,
         "-m",
         "accuracy or memory",
         "-k",
@@ -329,19 +328,7 @@ def test_more_activation_memory_is_regressed_against_the_base(
 ) -> None:
     (project / "zoo" / "tiny_a.py").write_text(_model("tiny_a", ballast=2_000_000))
     _commit(project, "head: tiny_a holds 8 MB more through forward")
-    result = _run(
-        pytester,
-        medgate_cache,
-        "--backends=eager",
-        "--precisions=fp32",
-        "--models=tiny_a",
-        "-p",
-        "memray",
-        "-m",
-        "memory",
-        "-k",
-        "inference",
-    )
+    result = _run(pytester, medgate_cache, *INFERENCE_MEMORY)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*one batch peaks at * B, the base at * B*"])
 
@@ -350,18 +337,7 @@ def test_against_a_base_the_inference_ceiling_is_held_on_the_head_worker_s_trace
     pytester: pytest.Pytester, project: Path, medgate_cache: Path
 ) -> None:
     _commit(project, "head: nothing changed")
-    memory = (
-        "--backends=eager",
-        "--precisions=fp32",
-        "--models=tiny_a",
-        "-p",
-        "memray",
-        "-m",
-        "memory",
-        "-k",
-        "inference",
-        "--medgate-base-identical=measure",
-    )
+    memory = (*INFERENCE_MEMORY, "--medgate-base-identical=measure")
     recorded = _run(pytester, medgate_cache, *memory, "--update-baselines")
     recorded.assert_outcomes(passed=1)
     path = project / "baselines" / "memory" / "tiny_a.json"
