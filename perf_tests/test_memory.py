@@ -36,9 +36,9 @@ def warm_session(medgate_case: Case, medgate_workspace: Workspace) -> tuple[Sess
     here for it."""
     if head_worker_traces_inference(medgate_case, medgate_workspace.base is not None):
         return None
+    model, size, batch = medgate_case.model, medgate_case.input_size, medgate_case.batch
     session = medgate_workspace.session(medgate_case)
-    case = medgate_case
-    placed = session.place(medgate_workspace.inputs(case.model, case.input_size, case.batch))
+    placed = session.place(medgate_workspace.inputs(model, size, batch))
     for _ in range(session.warmup_calls):
         session.run(placed)
     session.synchronize()
