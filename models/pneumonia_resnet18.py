@@ -72,6 +72,25 @@ SPEC = ModelSpec(
             dataset="synthetic_*",
             cpu_isa=("avx512_bf16",),
         ),
+        KnownDisagreement(
+            "torchscript-bf16-128",
+            "TorchScript bf16 at 128 px, where a CPU has native bf16 (a Zen 4): 5 normals lost, "
+            "3 pneumonias gained vs fp32 (specificity 74.5 -> 72.0 %, tolerance 2 pp); eager "
+            "bf16 stays within it",
+            gates=("accuracy",),
+            dataset="synthetic_*",
+            cpu_isa=("avx512_bf16",),
+        ),
+        KnownDisagreement(
+            "onnxruntime-int8-static-128",
+            "ORT's VNNI int8 kernels (a Zen 4) at 128 px call 5 fewer pneumonias than the "
+            "per-image baseline recorded on an AVX2 CPU (sensitivity 86.0 -> 83.5 %, tolerance "
+            "1 pp); against fp32 in the same run -2.0 pp, TOO NOISY, not regressed",
+            gates=("accuracy",),
+            dataset="synthetic_*",
+            cpu_isa=("avx512_vnni",),
+            stored_baseline=True,
+        ),
     ),
 )
 
