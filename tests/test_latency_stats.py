@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from types import MappingProxyType
 
@@ -13,7 +14,7 @@ from medgate.core.fingerprint import Fingerprint
 from medgate.core.matrix import Case
 from medgate.core.verdict import Verdict
 from medgate.gates.latency.run import LatencyLedger, machine_shift, stage_tolerance
-from medgate.gates.latency.sampling import Rounds, rounds_for
+from medgate.gates.latency.sampling import Rounds, measure, rounds_for
 from medgate.gates.latency.stats import compare, noise
 from medgate.gates.latency.store import (
     LatencyBaseline,
@@ -107,6 +108,46 @@ def test_rounds_fill_the_time_between_the_minimum_and_the_cap() -> None:
     assert rounds_for(0.01, max_time=1.0, min_rounds=5) == 100
     assert rounds_for(1.0, max_time=1.0, min_rounds=5) == 5
     assert rounds_for(1e-6, max_time=1.0, min_rounds=5) == 200
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_no_collection_runs_when_a_block_starts_or_inside_it(
+    enabled_before: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cyclic garbage made in every round would trigger the collector many times over; none
+    runs inside the rounds, none is asked for when the block starts, and the collector is left
+    as it was found."""
+    asked: list[object] = []
+    inside: list[int] = []
+    in_round = [False]
+
+    class Reference:
+        def time_once(self) -> float:
+            in_round[0] = True
+            return 1e-6
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and in_round[0]:
+            inside.append(info["generation"])
+
+    def make_cycles() -> None:
+        for _ in range(2000):
+            cycle: list[object] = []
+            cycle.append(cycle)
+        in_round[0] = False
+
+    monkeypatch.setattr(gc, "collect", lambda *args: asked.append(args))
+    was = gc.isenabled()
+    (gc.enable if enabled_before else gc.disable)()
+    gc.callbacks.append(seen)
+    try:
+        rounds = measure({"model": make_cycles}, Reference(), 20)  # type: ignore[arg-type]
+        assert gc.isenabled() is enabled_before
+    finally:
+        gc.callbacks.remove(seen)
+        (gc.enable if was else gc.disable)()
+    assert rounds.count == 20
+    assert (asked, inside) == ([], [])
 
 
 def _rounds(model: np.ndarray, reference: np.ndarray) -> Rounds:

@@ -52,8 +52,11 @@ class Rounds:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
+    """The collector off for the block, as pytest-benchmark's ``--benchmark-disable-gc`` and
+    ``timeit`` do, with no full collection first: disabled, it cannot run inside a round, and
+    a full collection traverses the whole heap, which in a long run (the nightly lane) grows
+    with inductor's and dynamo's compiled code to about a second per block."""
     enabled = gc.isenabled()
-    gc.collect()
     gc.disable()
     try:
         yield
