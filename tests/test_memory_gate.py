@@ -72,6 +72,29 @@ def test_a_case_that_allocates_ten_percent_more_fails_its_ceiling(
     )
 
 
+def test_a_figure_traced_without_pythons_allocators_fails_its_test(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    """A run whose pytest-memray ends up not tracing Python's allocators (here a conftest turns
+    the option off after medgate set it) fails each traced test with the fix, rather than
+    holding an arena-counted figure to a ceiling or leaving it out."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            config.option.trace_python_allocators = False
+        """
+    )
+    eager = ("--backends=eager", "--precisions=fp32", "--device=cpu", "--input-sizes=16")
+    result = run_suite(*eager, "-m", "memory")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["*test_session_memory*without Python's allocators*pass --trace-python-allocators*"]
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

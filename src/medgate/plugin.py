@@ -34,7 +34,7 @@ from medgate.core.registry import UnknownNameError
 from medgate.data import DatasetError
 from medgate.gates.latency.store import latency_dir
 from medgate.gates.memory.markers import limit_memory_marks
-from medgate.gates.memory.memray_peak import memray_peak
+from medgate.gates.memory.memray_peak import TracingError, memray_peak, trace_python_objects
 from medgate.markers import MARKERS, TestOptions, case_marks
 from medgate.results.run import RunClock, WrittenReport, finish_report, reused_notes
 from medgate.summary import roofline_table, write_summary
@@ -70,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # caches (not in /tmp, which a reboot empties), a warm torch.compile costs tracing only.
     # An explicit TORCHINDUCTOR_CACHE_DIR wins. Base-revision workers inherit it.
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(suite.cache_dir / "inductor"))
+    trace_python_objects(config)
     for module in suite.zoo:
         try:
             importlib.import_module(module)
@@ -186,13 +187,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    yield
+    outcome = yield
     marker = item.get_closest_marker("medgate")
     figure = marker.kwargs.get("memory") if marker is not None else None
     case = _case_of(item)
     if call.when != "call" or figure is None or case is None or call.excinfo is not None:
         return
-    measured = memray_peak(item)
+    try:
+        measured = memray_peak(item)
+    except TracingError as error:
+        report = outcome.get_result()
+        report.outcome = "failed"
+        report.longrepr = str(error)
+        return
     if measured is None:
         return
     workspace = workspace_of(item.config)

@@ -250,7 +250,8 @@ class Side:
         return evaluation.to_record(workspace.dataset(case.model).sha256)
 
     def memory(self, request: dict[str, Any]) -> dict[str, Any]:
-        """memray's peak of one batch through the prepared, warmed session (all threads)."""
+        """memray's peak of one batch through the prepared, warmed session (all threads),
+        traced as the pytest process traces its figures (Python's objects, not its arenas)."""
         import tempfile
 
         from memray import FileReader, Tracker
@@ -260,7 +261,7 @@ class Side:
         placed = self.placed[case]
         with tempfile.TemporaryDirectory(prefix="medgate-worker-memray-") as directory:
             capture = Path(directory) / "batch.bin"
-            with Tracker(capture):
+            with Tracker(capture, trace_python_allocators=True):
                 session.run(placed)
                 session.synchronize()
             records = FileReader(capture).get_high_watermark_allocation_records(merge_threads=True)

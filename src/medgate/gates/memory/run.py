@@ -10,6 +10,7 @@ from medgate.core.files import display_path
 from medgate.core.machine import cpu, library_versions
 from medgate.core.matrix import Case
 from medgate.core.verdict import Verdict
+from medgate.gates.memory.memray_peak import TRACER
 from medgate.gates.memory.store import (
     Ceiling,
     MemoryBaseline,
@@ -19,9 +20,9 @@ from medgate.gates.memory.store import (
 )
 
 #: Bytes a ceiling keeps above its measurement at the least, per figure. Building a session
-#: imports, compiles and fills Python's allocator arenas: on the tiny test model the same build
-#: measured 0.06 MiB and 1.06 MiB in back-to-back runs, so a session ceiling gets 2 MiB of
-#: room however small the model. One inference batch measured the same to the byte.
+#: imports modules and fills first-use caches whose objects are live at its peak, and which of
+#: them are still to fill depends on what ran before in the process, so a session ceiling gets
+#: 2 MiB of room however small the model. One inference batch measures the same to the byte.
 MIN_SLACK_BYTES = {"session": 2 * 2**20, "inference": 0, "cuda_peak": 0}
 
 
@@ -139,6 +140,7 @@ class MemoryLedger:
                 "threads": self.threads,
                 "cpu": cpu().describe(),
                 "allocator": "glibc malloc (torch CPU, ONNX Runtime with its CPU arena off)",
+                "tracer": TRACER,
             }
             for (case, figure), observed in sorted(self.figures.items()):
                 if case.model != model:
