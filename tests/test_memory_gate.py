@@ -72,6 +72,47 @@ def test_a_case_that_allocates_ten_percent_more_fails_its_ceiling(
     )
 
 
+def test_a_build_that_copies_three_mib_more_fails_its_session_ceiling(
+    pytester: pytest.Pytester, run_suite: RunSuite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager = ("--backends=eager", "--precisions=fp32", "--device=cpu", "--input-sizes=16")
+    run_suite(*eager, "-m", "memory", "--update-baselines").assert_outcomes(passed=2, skipped=0)
+    ceiling = _ceilings(pytester.path)["eager-fp32-16-bs1-cpu"]["session"]
+    over = ceiling["ceiling_bytes"] - ceiling["measured_bytes"]
+    monkeypatch.setenv("MEDGATE_TINY_BUILD_BALLAST", str(over + 2**20))
+    result = run_suite(*eager, "-m", "memory")
+    # The buffer is resident before the batch is traced: the inference figure does not see it.
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_session_memory*tiny_cnn-eager-fp32-16-bs1-cpu*", "*Test was limited to*"]
+    )
+
+
+def _session_peaks(pytester: pytest.Pytester, run_suite: RunSuite, *args: str) -> dict[str, float]:
+    report = pytester.path / "history-report"
+    run_suite(*args, f"--medgate-report={report}")
+    measurements = json.loads((report / "results.json").read_text())["measurements"]
+    return {m["case"]: m["now"] for m in measurements if m["metric"] == "session peak"}
+
+
+def test_a_session_figure_does_not_depend_on_what_ran_before_it(
+    pytester: pytest.Pytester, run_suite: RunSuite
+) -> None:
+    """A/A across process histories: each build measured first in its process, and after the
+    timed and evaluated tests of the same cases have used every library it uses. Within an
+    eighth of a session ceiling's minimum room; a first use counted reads megabytes apart."""
+    cases = ("--backends=eager,torchscript,onnxruntime", "--precisions=fp32,fp16,int8-dynamic")
+    cases += ("--device=cpu", "--input-sizes=16")
+    alone = _session_peaks(pytester, run_suite, *cases, "-k", "test_session_memory")
+    after = _session_peaks(
+        pytester, run_suite, *cases, "-k", "test_session_memory or test_latency or test_accuracy"
+    )
+    assert alone.keys() == after.keys()
+    assert len(alone) >= 5
+    for case, mib in alone.items():
+        assert after[case] == pytest.approx(mib, abs=0.25), case
+
+
 def test_a_figure_traced_without_pythons_allocators_fails_its_test(
     pytester: pytest.Pytester, run_suite: RunSuite
 ) -> None:

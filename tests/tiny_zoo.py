@@ -2,8 +2,9 @@
 
 ``MEDGATE_TINY_WORK`` repeats the middle convolution that many times (same weights, so the same
 checkpoint): a controllable slowdown for tests that must see the gate fail.
-``MEDGATE_TINY_BALLAST`` bytes are held alive through every forward: a controllable memory
-regression for the memory lane's tests.
+``MEDGATE_TINY_BALLAST`` bytes are held alive through every forward, and
+``MEDGATE_TINY_BUILD_BALLAST`` bytes are a buffer of the model that every session build copies:
+controllable memory regressions of the ``inference`` and ``session`` figures.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ class RepeatedConv(nn.Module):
 
 
 class BallastedClassifier(StagedClassifier):
-    def __init__(self, features: nn.Module, head: nn.Module, ballast_bytes: int) -> None:
+    def __init__(
+        self, features: nn.Module, head: nn.Module, ballast_bytes: int, build_ballast_bytes: int
+    ) -> None:
         super().__init__(features, head)
         self.ballast_bytes = ballast_bytes
+        # Not persistent: the checkpoint stays the same, every copy of the module carries it.
+        self.register_buffer(
+            "build_ballast", torch.ones(build_ballast_bytes, dtype=torch.uint8), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ballast = torch.ones(self.ballast_bytes, dtype=torch.uint8) if self.ballast_bytes else None
@@ -58,6 +65,7 @@ class BallastedClassifier(StagedClassifier):
 def tiny_cnn() -> nn.Module:
     repeats = int(os.environ.get("MEDGATE_TINY_WORK", "1"))
     ballast = int(os.environ.get("MEDGATE_TINY_BALLAST", "0"))
+    build_ballast = int(os.environ.get("MEDGATE_TINY_BUILD_BALLAST", "0"))
     features = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1),
         nn.BatchNorm2d(32),
@@ -66,4 +74,4 @@ def tiny_cnn() -> nn.Module:
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
-    return BallastedClassifier(features, nn.Linear(32, 2), ballast)
+    return BallastedClassifier(features, nn.Linear(32, 2), ballast, build_ballast)

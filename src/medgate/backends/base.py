@@ -102,6 +102,9 @@ class Backend(ABC):
     #: The precision x device combinations this backend cannot run, with why: its rows of the
     #: capability table (``medgate capabilities`` prints the whole table).
     unsupported: ClassVar[tuple[Unsupported, ...]] = ()
+    #: Why the memory lane has no ``session`` figure for this backend's builds, where a build's
+    #: peak is not the model's; empty where it has one.
+    no_session_figure: ClassVar[str] = ""
 
     def unavailable_reason(self, case: Case) -> str | None:
         """Why ``case`` cannot run on this machine (a missing optional dependency or provider)."""

@@ -67,6 +67,15 @@ class CompiledSession(EagerSession):
 class CompileBackend(Backend):
     name = "compile"
     unsupported = TORCH_UNSUPPORTED
+    # The memory lane builds a session once untraced before it traces a second build (so a
+    # figure holds no first use of a library): for a compiled module the second build finds its
+    # graph in dynamo's cache and compiles nothing, and without that build the peak depends on
+    # which graphs this process and inductor's on-disk cache already hold.
+    no_session_figure = (
+        "a compiled session's build peak is the state of dynamo's and inductor's caches, not "
+        "the model's (nothing to compile once this process holds the graph, a full compile "
+        "when neither cache does): no ceiling can hold it; its inference figure is gated"
+    )
 
     def unavailable_reason(self, case: Case) -> str | None:
         if case.precision == "int8-static" and importlib.util.find_spec("torchao") is None:

@@ -1,5 +1,5 @@
 """The memory gate's pytest marker: pytest-memray's ``limit_memory`` at the case's ceiling, and
-which figures are traced elsewhere (the head's worker) and so get none."""
+which figures are traced elsewhere (the head's worker) or not at all, and so get none."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import pytest
 
 from medgate.core.matrix import Case
+from medgate.core.registry import get_backend
 from medgate.gates.memory.run import MemoryLedger
 
 
@@ -30,9 +31,12 @@ def limit_memory_marks(
     """pytest-memray's ``limit_memory`` at the case's stored ceiling. A case with no ceiling yet
     is still measured (the marker is what turns memray on for a test), limited only by the
     machine's RAM, and reported as "no baseline". A figure the head's worker traces gets no
-    marker: the memory ledger holds it to its ceiling."""
+    marker: the memory ledger holds it to its ceiling. A session figure the backend says is not
+    its model's is skipped with the backend's reason."""
     if figure is None:
         return []
+    if figure == "session" and get_backend(case.backend).no_session_figure:
+        return [pytest.mark.skip(reason=get_backend(case.backend).no_session_figure)]
     if figure == "inference" and head_worker_traces_inference(case, against_base):
         return []
     ceiling = None if ledger.update else ledger.ceiling(case, figure)
