@@ -42,11 +42,12 @@ def test_smoke_run_trains_then_times_every_supported_case(
     # one either runs or skips with its reason. On an AVX2-only CPU without a GPU (faked, so
     # this holds on any machine) the built-in backends run these 11 in every test: eager and
     # torchscript fp32/int8-dynamic, compile fp32/int8-dynamic/int8-static, onnxruntime
-    # fp32/fp16/int8-dynamic/int8-static; the eager fp32 agreement case is the reference itself.
+    # fp32/fp16/int8-dynamic/int8-static; the eager fp32 agreement case is the reference itself,
+    # and compile's three have no session memory figure.
     outcomes = result.parseoutcomes()
     collected = len(list_backends()) * len(PRECISIONS) * 2 * 6
     assert outcomes["passed"] + outcomes["skipped"] == collected
-    assert outcomes["passed"] >= 11 * 6 - 1
+    assert outcomes["passed"] >= 11 * 6 - 1 - 3
     runs = ["eager-fp32", "eager-int8-dynamic", "torchscript-fp32", "torchscript-int8-dynamic"]
     runs += ["compile-fp32", "compile-int8-dynamic", "compile-int8-static", "onnxruntime-fp32"]
     runs += ["onnxruntime-fp16", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"]
@@ -69,6 +70,7 @@ def test_smoke_run_trains_then_times_every_supported_case(
         "SKIPPED*onnxruntime/bf16/cpu: onnxruntime has no bf16 Conv kernels*",
         "SKIPPED*tensorrt does not run on cpu",
         "SKIPPED*eager fp32 on cpu is the reference itself",
+        "SKIPPED*a compiled session's build peak is the state of dynamo's and inductor's caches*",
         "SKIPPED*bf16 on this CPU: Fake AVX2-only CPU*no native bf16 instructions*",
     ]
     result.stdout.fnmatch_lines_random(expected_skips)

@@ -5,7 +5,7 @@ the memory gate re-reads the capture file pytest-memray keeps per test (its ``me
 plugin's ``results``) with memray's public ``FileReader``. It also turns on pytest-memray's
 ``--trace-python-allocators`` for every run, so a figure counts Python's objects rather than the
 1 MiB pymalloc arenas that hold them: whether a build needs a fresh arena depends on the heap it
-starts from, and an untraced session figure moved in 1 MiB steps from run to run.
+starts from, so an arena-counted figure moves by a whole arena with the tests that ran before.
 ``tests/test_reach_ins.py`` fails if pytest-memray stops keeping the captures or stops reading
 the option.
 """
