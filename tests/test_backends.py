@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +99,75 @@ def test_a_compiled_session_compiles_each_graph_once_and_only_when_used(
         for batch in (1, 16, 1):
             session.run(session.place(torch.randn(batch, 1, 16, 16)))
     assert session.compile_s == compiled
+
+
+def test_a_compiled_graph_is_the_one_its_case_compiles_alone(
+    trained_like: torch.nn.Module, tmp_path: Path
+) -> None:
+    """Two sessions of one model class at two sizes compile the same ``forward`` code object.
+    The second graph must be the static one its case compiles in a process of its own: it runs
+    its own size without compiling again, and a third size compiles anew. Under dynamo's
+    automatic dynamic shapes (its default) the second session got a graph symbolic on the
+    spatial axes instead, which here failed its own guards on its own size, and on the zoo's
+    models ran a few per cent slower than the static one."""
+    torch.compiler.reset()
+    for size in (16, 24):
+        case = Case("tiny_cnn", "compile", "fp32", size, 1, "cpu")
+        session = get_backend("compile").prepare(
+            copy.deepcopy(trained_like), torch.randn(1, 1, size, size), context(case, tmp_path)
+        )
+    with torch.compiler.set_stance("fail_on_recompile"):
+        session.run(session.place(torch.randn(1, 1, 24, 24)))
+        with pytest.raises(RuntimeError, match=r"[Rr]ecompil"):
+            session.run(session.place(torch.randn(1, 1, 32, 32)))
+
+
+#: A fresh process: compile tiny_cnn in fp32, build an int8-static compiled session, then
+#: compile the fp32 graph again from scratch; prints inductor's FX-graph cache hits.
+_COMPILE_AFTER_INT8_STATIC = """
+import copy, sys
+from pathlib import Path
+import torch
+from torch._dynamo.utils import counters
+import tiny_zoo
+from medgate.backends import BuildContext
+from medgate.core.matrix import Case
+from medgate.core.registry import create_model, get_backend
+
+model = create_model("tiny_cnn").eval()
+example = torch.randn(1, 1, 16, 16)
+batches = tuple(torch.randn(2, 4, 1, 16, 16))
+for precision in ("fp32", "int8-static", "fp32"):
+    torch.compiler.reset()
+    case = Case("tiny_cnn", "compile", precision, 16, 1, "cpu")
+    build = BuildContext(case, Path(sys.argv[1]), threads=1, calibration=lambda: batches)
+    get_backend("compile").prepare(copy.deepcopy(model), example, build)
+print(counters["inductor"]["fxgraph_cache_hit"])
+"""
+
+
+def test_a_graph_compiled_after_an_int8_static_build_hits_the_cache_it_hit_before(
+    tmp_path: Path,
+) -> None:
+    """torchao's X86 inductor quantizer installs inductor passes process-wide when imported;
+    they are part of inductor's cache key. Unless the compile backend imports it before its
+    first compile, the fp32 graph compiled after an int8-static build misses the entry the
+    same graph wrote before it (the reach-in into dynamo's counters is this test's only)."""
+    pytest.importorskip("torchao")
+    tests = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILE_AFTER_INT8_STATIC, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+            "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        },
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "1", result.stdout
 
 
 def test_each_onnx_precision_ships_its_own_graph(

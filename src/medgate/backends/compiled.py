@@ -5,6 +5,14 @@ A session runs two graphs: batch 1, and one with a symbolic batch axis for every
 the other is compiled the first time ``place`` sees a batch of its kind, which is before any
 timed round. The seconds of both add up in ``compile_s``. A lane that uses one kind, as a worker
 timing batch 1 does, never pays for the other.
+
+A graph is what its case alone would compile, whatever the process compiled before it. Two
+process-wide states would otherwise leak in: dynamo's automatic dynamic shapes, which make the
+spatial axes symbolic once one ``forward`` code object (every zoo model's ``StagedClassifier``)
+has been compiled at two sizes, and torchao's X86 inductor quantizer, whose import installs
+inductor passes for every later compile. Either would change inductor's cache key, so a graph
+already cached would compile again, and the first would also change the graph timed: a graph
+symbolic on its spatial axes is not the static one its case deploys, and runs slower.
 """
 
 from __future__ import annotations
@@ -83,6 +91,7 @@ class CompileBackend(Backend):
         return None
 
     def prepare(self, model: nn.Module, example: torch.Tensor, context: BuildContext) -> Session:
+        _install_quantization_passes()
         # Every session compiles a new module through the same forward() code object, and dynamo
         # counts those against one per-code limit (8), past which it silently runs eager: a
         # matrix compiles dozens of graphs in one process. Raise the limit to dynamo's own
@@ -93,9 +102,22 @@ class CompileBackend(Backend):
         )
         dynamo_config.fail_on_recompile_limit_hit = True
         ready = for_precision(model, example, context)
-        compiled = cast(nn.Module, torch.compile(ready.module, backend="inductor"))
+        # Static shapes except where ``_placed`` marks the batch axis: no axis turns symbolic
+        # because another session compiled the same code at another size.
+        compiled = cast(nn.Module, torch.compile(ready.module, backend="inductor", dynamic=False))
         session = CompiledSession(
             compiled, context.case.device, example, input_dtype=ready.input_dtype
         )
         session.compile_for(context.case.batch)
         return session
+
+
+def _install_quantization_passes() -> None:
+    """Import torchao's X86 inductor quantizer before the first compile of the process, not at
+    the first int8-static build: its import sets inductor's pre-grad pass and registers its
+    weight-packing and lowering passes for every compile that follows. They leave a graph
+    without quantize nodes as it was (the same generated code), but they are part of inductor's
+    cache key, so without this an fp32 graph is cached under two keys, by whether an int8-static
+    session was built before it in the process."""
+    if importlib.util.find_spec("torchao") is not None:
+        importlib.import_module("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer")
