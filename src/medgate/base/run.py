@@ -233,13 +233,16 @@ class BaseRun:
     def _pairs_until_verdict(
         self, case: Case, tolerance: float, shuffler: random.Random
     ) -> tuple[PairedComparison, list[Pair], int]:
-        """``base_pairs`` pairs, then a look after every quarter as many again until a verdict,
-        up to three times ``base_pairs``: a case that is almost decided takes a few more pairs,
-        not as many again."""
+        """A first look after half of ``base_pairs`` pairs, then one after every quarter as
+        many again until a verdict, up to three times ``base_pairs``. A case is decided at a
+        look only by an interval already inside the tolerance, or beyond it and significant, so
+        looking early stops the clear cases without deciding the close ones sooner; a case that
+        is almost decided takes a few more pairs, not as many again (why half: docs/base.md,
+        part (h))."""
         self._prepare(case)
         rounds = self._rounds_per_block(case)
-        first, most = self.config.base_pairs, 3 * self.config.base_pairs
-        step = max(1, first // 4)
+        planned = self.config.base_pairs
+        first, step, most = max(2, planned // 2), max(1, planned // 4), 3 * planned
         pairs: list[Pair] = []
         target = first
         while True:
