@@ -240,8 +240,8 @@ OPTIONS = (
         "--medgate-base-pairs",
         positive_int,
         "16",
-        "pairs of blocks per case before a verdict; an unsure case gets a quarter as many "
-        "more at a time, up to three times as many",
+        "pairs of blocks a verdict is planned on: the first look comes after half of them, "
+        "an unsure case gets a quarter as many more at a time, up to three times as many",
     ),
     Option(
         "--medgate-base-block-ms",
