@@ -108,7 +108,7 @@ class TimedSide:
         self.timed, self.side = timed, side
 
     def send(self, request: dict[str, Any]) -> None:
-        self.request = request
+        """Answered when received."""
 
     def receive(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.ask(request)
